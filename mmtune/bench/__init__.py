@@ -1,0 +1,1 @@
+"""mmtune.bench"""

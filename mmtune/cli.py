@@ -1,0 +1,64 @@
+"""The ``mmtune`` command. Each area contributes its subcommands from its own ``commands`` module;
+every subcommand is a thin call into a recipe, runner or report function.
+
+A ``commands`` module defines ``register(subparsers)`` which adds its parsers and sets
+``func=callable(args) -> int | None`` on each of them. Imports of heavy libraries happen inside
+the callables so ``mmtune --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = (
+    "mmtune.models.commands",      # inspect
+    "mmtune.strategies.commands",  # strategies
+    "mmtune.data.commands",        # data validate
+    "mmtune.recipes.commands",     # train, infer, export
+    "mmtune.world.commands",       # pretrain, world
+    "mmtune.eval.commands",        # eval, tasks
+    "mmtune.bench.commands",       # bench
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmtune",
+        description="Tune multimodal LLMs for a task without losing what they know, and measure both.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # an area with no commands yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        code = args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, LookupError, FileNotFoundError) as e:
+        # Errors raised for bad input carry a message naming the record/file/option at fault.
+        if getattr(args, "debug", False):
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"mmtune {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
