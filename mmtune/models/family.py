@@ -5,8 +5,8 @@ family-specific classes, so adding a family is one small module + one ``register
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from torch import nn
 
@@ -30,6 +30,9 @@ class ModelFamily:
     # How the family writes boxes in text for grounding: "norm1" ([0,1] floats), "norm1000"
     # (integers 0..1000, Qwen2-VL style), or "pixel".
     box_format: str = "norm1"
+    # Parameters or modules outside the group paths that still belong to a group, as
+    # (dotted path, group) pairs: e.g. LLaVA-NeXT's ``model.image_newline`` trains with the projector.
+    extra_paths: tuple[tuple[str, str], ...] = ()
 
     def paths(self) -> dict[str, str]:
         return {g: getattr(self, g) for g in GROUPS}
@@ -81,9 +84,8 @@ class ModelGroups:
     def __post_init__(self) -> None:
         # Longest prefix first so nested paths (e.g. projector inside the vision tower, as in
         # Qwen2-VL's ``visual.merger``) win over their parents.
-        self._prefixes = sorted(
-            ((p, g) for g, p in self.paths.items() if p), key=lambda x: -len(x[0])
-        )
+        pairs = [(p, g) for g, p in self.paths.items() if p] + list(self.family.extra_paths)
+        self._prefixes = sorted(pairs, key=lambda x: -len(x[0]))
 
     def group_of(self, param_name: str) -> str:
         """The group a parameter (or module) name belongs to, or ``"other"``."""

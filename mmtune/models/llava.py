@@ -1,0 +1,16 @@
+"""LLaVA-1.5 (and the built-in world model, which is plain LLaVA architecture)."""
+from mmtune.models.family import ModelFamily, register_family
+
+register_family(
+    ModelFamily(
+        name="llava",
+        model_types=("llava",),
+        vision_encoder="model.vision_tower",
+        projector="model.multi_modal_projector",
+        embeddings="model.language_model.embed_tokens",
+        language_layers="model.language_model.layers",
+        language_norm="model.language_model.norm",
+        lm_head="lm_head",
+        description="LLaVA-1.5: CLIP vision tower, MLP projector, Llama/Vicuna decoder",
+    )
+)
