@@ -34,14 +34,14 @@ class Sample:
         return sum(
             1
             for m in self.messages
-            for part in _parts(m)
+            for part in content_parts(m)
             if part.get("type") == "image"
         )
 
     def text_of(self, role: str) -> list[str]:
         """Concatenated text of each message with ``role``, in order."""
         return [
-            "".join(p.get("text", "") for p in _parts(m) if p.get("type") == "text")
+            "".join(p.get("text", "") for p in content_parts(m) if p.get("type") == "text")
             for m in self.messages
             if m["role"] == role
         ]
@@ -53,7 +53,8 @@ class Sample:
         return list(self.messages)
 
 
-def _parts(message: dict[str, Any]) -> list[dict[str, Any]]:
+def content_parts(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A message's content as typed parts (a plain string becomes one text part)."""
     content = message.get("content", [])
     if isinstance(content, str):
         return [{"type": "text", "text": content}]

@@ -1,0 +1,200 @@
+"""Collation: Samples -> model-ready batches; loss only on assistant tokens, image tokens never cut.
+
+Assistant spans are found in characters of the rendered chat text (the prefix rendered up to each
+assistant turn vs. the prefix including it), then mapped onto tokens with the tokenizer's offset
+mapping of the *expanded* text the processor really tokenizes. Working in characters rather than
+token counts keeps the labels right when a tokenizer merges across the prompt/answer boundary.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import torch
+from transformers import BatchFeature, ProcessorMixin
+from transformers.trainer_pt_utils import get_length_grouped_indices
+
+from mmtune.data.processor_layout import layout_of, shift_position
+from mmtune.data.sample import Sample, content_parts, load_image
+
+IGNORE_INDEX = -100
+# Keys we ask the processor for only to compute labels; the model must not receive them.
+_LABELING_KEYS = ("offset_mapping", "text_replacement_offsets")
+
+
+class ImageTruncationError(ValueError):
+    """Cutting a sample to ``max_length`` would cut its image tokens."""
+
+    def __init__(self, sample_id: str, length: int, image_end: int, max_length: int) -> None:
+        self.sample_id, self.length, self.image_end, self.max_length = sample_id, length, image_end, max_length
+        super().__init__(
+            f"sample {sample_id!r} is {length} tokens long and its image tokens end at token {image_end}, "
+            f"beyond max_length={max_length}; truncating would cut image tokens. Raise max_length, or drop "
+            f"such samples with `mmtune data validate --max-length {max_length} --skip-invalid`"
+        )
+
+
+class ChatTemplateError(ValueError):
+    """A processor's chat template renders a conversation in a way labels cannot be derived from."""
+
+
+def render(processor: ProcessorMixin, messages: list[dict[str, Any]], *, add_generation_prompt: bool = False) -> str:
+    """The chat text of ``messages`` with the processor's template (image parts become placeholders)."""
+    normalized = [{**m, "content": content_parts(m)} for m in messages]
+    return processor.apply_chat_template(
+        normalized, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
+
+
+def assistant_char_spans(processor: ProcessorMixin, sample: Sample) -> tuple[str, list[tuple[int, int]]]:
+    """Rendered text of ``sample`` and the character span of each assistant turn's answer.
+
+    A span runs from the end of the generation prompt to the end of the turn's end-of-turn marker;
+    whitespace after that marker is template layout, not something the model should predict.
+    """
+    messages = sample.messages
+    text = render(processor, messages)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = render(processor, messages[:i], add_generation_prompt=True)
+        through = render(processor, messages[: i + 1]).rstrip()
+        if not (text.startswith(through) and through.startswith(before)):
+            raise ChatTemplateError(
+                f"sample {sample.id!r}: the chat template of {type(processor).__name__} renders turn {i} "
+                "differently depending on what follows it, so assistant tokens cannot be located; "
+                "use a template whose rendering of a conversation prefix is a prefix of the whole"
+            )
+        spans.append((len(before), len(through)))
+    return text, spans
+
+
+def _expanded_position(pos: int, insertions: list[tuple[int, int]], replacements: list[dict[str, Any]]) -> int:
+    """Where character ``pos`` of the rendered text lands in the text the tokenizer really sees."""
+    pos = shift_position(pos, insertions)
+    shift = 0
+    for r in replacements:
+        start, end = r["span"]
+        if end <= pos:
+            shift += len(r["replacement"]) - (end - start)
+    return pos + shift
+
+
+def _images_of(samples: Sequence[Sample], prompt_only: bool = False) -> list:
+    images = []
+    for s in samples:
+        n = Sample(s.id, s.prompt_messages()).num_image_parts if prompt_only else len(s.images)
+        images.extend(load_image(ref) for ref in s.images[:n])
+    return images
+
+
+def _encode(processor: ProcessorMixin, texts: list[str], images: list, **kwargs: Any) -> BatchFeature:
+    return processor(text=texts, images=images or None, padding=True, return_tensors="pt", **kwargs)
+
+
+class SFTCollator:
+    """Samples -> ``input_ids, attention_mask, labels`` + the family's image tensors, right-padded.
+
+    ``labels`` are -100 everywhere except each assistant answer and its end-of-turn token. With
+    ``max_length``, a longer sample is cut after its last image token, or refused (naming the
+    sample) when the cut would fall inside the image tokens.
+    """
+
+    def __init__(self, processor: ProcessorMixin, max_length: int | None = None) -> None:
+        self.processor = processor
+        self.max_length = max_length
+
+    def __call__(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
+        rendered = [assistant_char_spans(self.processor, s) for s in samples]
+        texts = [text for text, _ in rendered]
+        images = _images_of(samples)
+        batch = _encode(
+            self.processor, texts, images,
+            padding_side="right", return_offsets_mapping=True, return_text_replacement_offsets=True,
+        )
+        offsets = batch["offset_mapping"]
+        replacements = batch.get("text_replacement_offsets") or [[] for _ in samples]
+        layout = layout_of(self.processor)
+        data = {k: v for k, v in batch.items() if k not in _LABELING_KEYS}
+        input_ids, attention = data["input_ids"], data["attention_mask"].bool()
+        labels = torch.full_like(input_ids, IGNORE_INDEX)
+        lengths = attention.sum(dim=1).tolist()
+        for b, (text, spans) in enumerate(rendered):
+            # Processors change the text only when images are passed (PaliGemma's BOS).
+            insertions = layout.insertions(self.processor, text) if images else []
+            starts, ends = offsets[b, :, 0], offsets[b, :, 1]
+            for start, end in spans:
+                s = _expanded_position(start, insertions, replacements[b])
+                e = _expanded_position(end, insertions, replacements[b])
+                answer = attention[b] & (ends > s) & (starts < e)
+                labels[b, answer] = input_ids[b, answer]
+            if self.max_length is not None and lengths[b] > self.max_length:
+                lengths[b] = _cut_point(samples[b], starts, replacements[b], lengths[b], self.max_length)
+                attention[b, lengths[b]:] = False
+        labels[~attention] = IGNORE_INDEX
+        data["input_ids"] = input_ids.masked_fill(~attention, self.processor.tokenizer.pad_token_id)
+        data["attention_mask"] = attention.long()
+        data["labels"] = labels
+        if layout.prefix_lm and "token_type_ids" in data:
+            data["token_type_ids"] = _prefix_lm_token_types(labels)
+        width, seq_len = max(lengths), input_ids.shape[1]
+        return {
+            k: v[:, :width] if torch.is_tensor(v) and v.dim() >= 2 and v.shape[:2] == (len(samples), seq_len) else v
+            for k, v in data.items()
+        }
+
+
+def _prefix_lm_token_types(labels: torch.Tensor) -> torch.Tensor:
+    """0 (bidirectional prefix) before each sample's first answer token, 1 (causal) from it on.
+
+    A processor marks the whole prompt as prefix; left so, answer tokens would see later answer
+    tokens during training.
+    """
+    answered = (labels != IGNORE_INDEX).long()
+    return (answered.cumsum(dim=1) > 0).long()
+
+
+def _cut_point(
+    sample: Sample, starts: torch.Tensor, replacements: list[dict[str, Any]], length: int, max_length: int
+) -> int:
+    """``max_length``, unless that would cut the sample's image tokens: then refuse, naming it."""
+    image_end_char = max((r["new_span"][1] for r in replacements), default=0)
+    image_end_token = int((starts[:length] < image_end_char).sum())
+    if image_end_token > max_length:
+        raise ImageTruncationError(sample.id, length, image_end_token, max_length)
+    return max_length
+
+
+class GenerationBatch(NamedTuple):
+    """Left-padded prompts for ``model.generate(**inputs)`` and the prompt texts they came from."""
+
+    inputs: BatchFeature
+    prompts: list[str]
+
+
+class GenerationCollator:
+    """Samples -> a left-padded prompt batch: the conversation minus its final assistant turn."""
+
+    def __init__(self, processor: ProcessorMixin) -> None:
+        self.processor = processor
+
+    def __call__(self, samples: Sequence[Sample]) -> GenerationBatch:
+        prompts = [render(self.processor, s.prompt_messages(), add_generation_prompt=True) for s in samples]
+        inputs = _encode(self.processor, prompts, _images_of(samples, prompt_only=True), padding_side="left")
+        return GenerationBatch(inputs, prompts)
+
+
+def length_of(sample: Sample, processor: ProcessorMixin) -> int:
+    """Tokens ``sample`` takes once rendered and its images expanded, as the model sees it."""
+    text = render(processor, sample.messages)
+    return int(_encode(processor, [text], _images_of([sample]))["input_ids"].shape[1])
+
+
+def length_grouped_order(lengths: Sequence[int], batch_size: int, seed: int) -> list[int]:
+    """A seeded order putting samples of similar length in the same batch (less padding).
+
+    Uses transformers' megabatch grouping (``LengthGroupedSampler``); recipes can equally pass
+    these ``lengths`` to ``LengthGroupedSampler(batch_size, lengths=lengths)``.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return [int(i) for i in get_length_grouped_indices(list(lengths), batch_size, generator=generator)]
