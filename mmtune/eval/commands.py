@@ -1,0 +1,91 @@
+"""``mmtune eval`` (run tasks on a checkpoint, resumable) and ``mmtune tasks`` (what can be run)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("eval", help="evaluate a checkpoint on tasks (batched, cached, resumable)")
+    p.add_argument("--model", required=True, help="checkpoint dir: plain transformers or saved by mmtune")
+    p.add_argument("--tasks", required=True, help="comma-separated task names (see `mmtune tasks`)")
+    p.add_argument("--root", action="append", default=[], metavar="TASK=DIR",
+                   help="data folder of a benchmark task, e.g. vqav2=/data/vqav2 (repeatable)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N samples of each task")
+    p.add_argument("--n", type=int, default=200, help="samples per built-in world task")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--out", help="folder for results.json, results.md and per-sample JSONL")
+    p.add_argument("--cache-dir", help="answer cache (default: <out>/cache, else $MMTUNE_HOME/eval_cache)")
+    p.add_argument("--dtype", help="load the weights in this dtype (bf16, fp16, fp32)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    p.set_defaults(func=eval_command)
+
+    t = subparsers.add_parser("tasks", help="list eval tasks with their metric and chance level")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=tasks_command)
+
+
+def _roots(pairs: list[str]) -> dict[str, str]:
+    roots = {}
+    for pair in pairs:
+        name, sep, folder = pair.partition("=")
+        if not sep or not name or not folder:
+            raise ValueError(f"--root {pair!r}: write it as TASK=DIR, e.g. --root vqav2=/data/vqav2")
+        roots[name] = folder
+    return roots
+
+
+def build_tasks(names: list[str], roots: dict[str, str], *, n: int, box_format: str) -> list:
+    """Build each named task with the arguments its factory takes (data root, size, box format)."""
+    from mmtune.eval.task import get_task, list_tasks
+
+    infos = {info.name: info for info in list_tasks()}
+    unknown_roots = sorted(set(roots) - set(names))
+    if unknown_roots:
+        raise ValueError(f"--root given for {', '.join(unknown_roots)}, which --tasks does not list")
+    tasks = []
+    for name in names:
+        if name not in infos:
+            raise KeyError(f"unknown eval task {name!r}; run `mmtune tasks` to list them")
+        info = infos[name]
+        wanted = {"root": roots.get(name), "n": n, "box_format": box_format}
+        kwargs = {k: v for k, v in wanted.items() if k in info.options and v is not None}
+        if info.needs_root and "root" not in kwargs:
+            raise ValueError(f"task {name!r} reads its benchmark from disk: pass --root {name}=DIR")
+        tasks.append(get_task(name, **kwargs))
+    return tasks
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    from mmtune.eval.runner import evaluate, results_table
+    from mmtune.strategies.checkpoint import load_tuned
+
+    loaded = load_tuned(args.model, dtype=args.dtype)
+    names = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    tasks = build_tasks(names, _roots(args.root), n=args.n, box_format=loaded.groups.family.box_format)
+    home = Path(os.environ.get("MMTUNE_HOME", Path.home() / ".cache" / "mmtune"))
+    cache = args.cache_dir or (None if args.out else home / "eval_cache")
+    results = evaluate(loaded.model, loaded.processor, tasks, batch_size=args.batch_size, limit=args.limit,
+                       out_dir=args.out, cache_dir=cache, progress=not args.json)
+    print(json.dumps(results, indent=2) if args.json else results_table(results), end="" if not args.json else "\n")
+    if args.out and not args.json:
+        print(f"results: {Path(args.out) / 'results.json'}")
+    return 0
+
+
+def tasks_command(args: argparse.Namespace) -> int:
+    from mmtune.eval.task import list_tasks
+
+    infos = list_tasks()
+    if args.json:
+        print(json.dumps([info.__dict__ for info in infos], indent=2))
+        return 0
+    print("| task | metric | chance | seen | needs --root | description |")
+    print("|---|---|---:|---|---|---|")
+    for i in infos:
+        chance = "per sample" if i.chance is None else f"{i.chance:.1f}"
+        seen = "" if i.seen is None else ("seen" if i.seen else "downstream")
+        print(f"| {i.name} | {i.metric} | {chance} | {seen} | {'yes' if i.needs_root else ''} | {i.description} |")
+    return 0
