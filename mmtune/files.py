@@ -55,3 +55,8 @@ def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[dic
                 break
             raise ValueError(f"{path}:{i + 1}: not valid JSON ({e}); fix or delete that line") from e
     return out
+
+
+def mmtune_home() -> Path:
+    """mmtune's cache root: ``$MMTUNE_HOME``, default ``~/.cache/mmtune`` (base models, eval caches)."""
+    return Path(os.environ.get("MMTUNE_HOME") or Path.home() / ".cache" / "mmtune").expanduser()

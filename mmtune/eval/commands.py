@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 
@@ -65,8 +64,9 @@ def eval_command(args: argparse.Namespace) -> int:
     loaded = load_tuned(args.model, dtype=args.dtype)
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
     tasks = build_tasks(names, _roots(args.root), n=args.n, box_format=loaded.groups.family.box_format)
-    home = Path(os.environ.get("MMTUNE_HOME", Path.home() / ".cache" / "mmtune"))
-    cache = args.cache_dir or (None if args.out else home / "eval_cache")
+    from mmtune.files import mmtune_home
+
+    cache = args.cache_dir or (None if args.out else mmtune_home() / "eval_cache")
     results = evaluate(loaded.model, loaded.processor, tasks, batch_size=args.batch_size, limit=args.limit,
                        out_dir=args.out, cache_dir=cache, progress=not args.json)
     print(json.dumps(results, indent=2) if args.json else results_table(results), end="" if not args.json else "\n")
