@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, LookupError, FileNotFoundError) as e:
+    except (ValueError, KeyError, LookupError, OSError) as e:
         # Errors raised for bad input carry a message naming the record/file/option at fault.
         if getattr(args, "debug", False):
             raise

@@ -71,6 +71,13 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{where}.{name}" if where else name)
+    missing = [
+        n for n, f in fields.items()
+        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(f"config key(s) {', '.join(prefix + m for m in missing)} required but not given")
     return cls(**kwargs)
 
 
@@ -100,6 +107,9 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return str(value)
     if origin in (list, tuple) and isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
+    if origin is list and isinstance(value, list):
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        return [_coerce(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
 
 

@@ -1,0 +1,65 @@
+"""``mmtune train``, ``mmtune infer`` and ``mmtune export``: thin calls into the recipes."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser("train", help="supervised fine-tuning from a YAML config")
+    train.add_argument("config", help="YAML file (see configs/sft_*.yaml)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, dotted: --set training.lr=1e-4 --set strategy='top(k=2)'")
+    train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
+    train.add_argument("--skip-invalid", action="store_true", help="drop invalid records instead of failing")
+    train.add_argument("--debug", action="store_true", help="show tracebacks")
+    train.set_defaults(func=_train)
+
+    infer = subparsers.add_parser("infer", help="answer one prompt about one image with a checkpoint")
+    infer.add_argument("--model", required=True, help="tuned (mmtune) or plain transformers checkpoint dir")
+    infer.add_argument("--image", help="image file; omit for a text-only prompt")
+    infer.add_argument("--prompt", required=True)
+    infer.add_argument("--max-new-tokens", type=int, default=32)
+    infer.add_argument("--debug", action="store_true", help="show tracebacks")
+    infer.set_defaults(func=_infer)
+
+    export = subparsers.add_parser("export", help="merge a tuned checkpoint into a plain transformers one")
+    export.add_argument("--model", required=True, help="tuned checkpoint dir (e.g. runs/sft/final)")
+    export.add_argument("--out", required=True, help="where to write the plain checkpoint")
+    export.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    export.add_argument("--debug", action="store_true", help="show tracebacks")
+    export.set_defaults(func=_export)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mmtune.config import load_config
+    from mmtune.recipes.sft import SFTConfig, run_sft
+
+    overrides = list(args.overrides) + (["validation.skip_invalid=true"] if args.skip_invalid else [])
+    config = load_config(SFTConfig, args.config, overrides)
+    result = run_sft(config, resume=args.resume)
+    if result.losses:  # empty on the non-zero ranks of a distributed run
+        print(result.summary.table())
+        print(json.dumps({
+            "final": str(result.final_dir),
+            "steps": len(result.losses),
+            "first_loss": result.losses[0],
+            "last_loss": result.losses[-1],
+            "train_seconds": round(result.train_seconds, 2),
+            "peak_memory_mb": round(result.peak_memory_mb, 1),
+        }))
+    return 0
+
+
+def _infer(args: argparse.Namespace) -> int:
+    from mmtune.recipes.infer import infer
+
+    print(infer(args.model, args.image, args.prompt, max_new_tokens=args.max_new_tokens))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from mmtune.recipes.export import export
+
+    print(export(args.model, args.out, overwrite=args.overwrite))
+    return 0
