@@ -12,8 +12,7 @@ import importlib
 import sys
 
 COMMAND_MODULES = (
-    "mmtune.models.commands",      # inspect
-    "mmtune.strategies.commands",  # strategies
+    "mmtune.strategies.commands",  # strategies, inspect (groups + trainable params under a strategy)
     "mmtune.data.commands",        # data validate
     "mmtune.recipes.commands",     # train, infer, export
     "mmtune.world.commands",       # pretrain, world
@@ -32,9 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:
-            if e.name == name:  # an area with no commands yet
-                continue
-            raise
+            raise RuntimeError(f"mmtune is installed incompletely: {name} is missing ({e})") from e
         module.register(sub)
     return parser
 

@@ -118,7 +118,11 @@ _WRAPPER_PREFIXES = ("base_model.model.", "_orig_mod.", "module.")
 
 
 def _strip_wrappers(name: str) -> str:
-    """Names inside PEFT / torch.compile / DDP wrappers map back to the plain model's names."""
+    """Names inside PEFT (LoRA-style) / torch.compile / DDP wrappers map back to the plain model's names.
+
+    PEFT prompt-learning wrappers name the model ``base_model.`` (no ``.model``); strategies name
+    parameters through the unwrapped model instead (``strategies.targets.plain_named_parameters``).
+    """
     changed = True
     while changed:
         changed = False

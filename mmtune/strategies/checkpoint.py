@@ -1,0 +1,178 @@
+"""Saving, loading and exporting tuned models.
+
+Two layouts, both safetensors only, both with an ``mmtune.json`` (strategy spec, base model,
+meta):
+
+- ``full``: selective strategies change existing weights only, so the whole model is written
+  with ``save_pretrained``; the directory is a plain transformers checkpoint.
+- ``delta``: PEFT and hand-written additive strategies store only what they train: the PEFT
+  adapter (``adapter_model.safetensors`` + ``adapter_config.json``) and every other trainable
+  tensor (hand-written adapters, selectively unfrozen weights) in ``mmtune_weights.safetensors``.
+  Loading re-applies the spec to the base model and loads those tensors into it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from peft import PeftModel, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from mmtune.files import atomic_write_json
+from mmtune.models.generic import unwrap
+from mmtune.models.loading import LoadedModel, load_model, load_processor
+from mmtune.strategies.additive import BottleneckAdapter
+from mmtune.strategies.apply import apply_strategy
+from mmtune.strategies.llama_adapter import AdaptionPrompt
+from mmtune.strategies.registry import resolve
+from mmtune.strategies.spec import format_spec, parse_spec
+from mmtune.strategies.targets import plain_named_parameters
+
+MMTUNE_FILE = "mmtune.json"
+EXTRA_WEIGHTS = "mmtune_weights.safetensors"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def save_tuned(
+    model: nn.Module, processor: Any, out_dir: str | Path, spec: str, meta: dict[str, Any]
+) -> Path:
+    """Write a tuned model (layout chosen by the strategy, see module doc); returns ``out_dir``.
+
+    ``meta["base_model"]`` overrides the base checkpoint path recorded for delta layouts
+    (default: the path the base model was loaded from).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    canonical = format_spec(parse_spec(spec))
+    base = unwrap(model)
+    base_path = _local_path(meta.get("base_model") or getattr(base, "name_or_path", ""))
+    full = all(entry.info.paradigm == "selective" for _, entry, _ in resolve(spec))
+    if full:
+        base.save_pretrained(out, safe_serialization=True)
+    else:
+        if not base_path:
+            raise ValueError(
+                f"save_tuned({out}): strategy {canonical!r} is saved as a delta on its base model, but the "
+                "base model's path is unknown; pass meta={'base_model': '<checkpoint dir>'}"
+            )
+        _save_delta(model, out)
+    if processor is not None:
+        processor.save_pretrained(out)
+    record = {
+        "strategy": canonical,
+        "format": "full" if full else "delta",
+        "base_model": base_path or None,
+        "meta": meta,
+    }
+    atomic_write_json(out / MMTUNE_FILE, record)
+    return out
+
+
+def _save_delta(model: nn.Module, out: Path) -> None:
+    if isinstance(model, PeftModel):
+        model.save_pretrained(out, safe_serialization=True)
+    owned = _peft_owned(model)
+    extra = {
+        name: p.detach().contiguous()
+        for name, p in plain_named_parameters(model)
+        if p.requires_grad and not owned(name)
+    }
+    if extra:
+        save_file(extra, str(out / EXTRA_WEIGHTS))
+
+
+def _peft_owned(model: nn.Module) -> Callable[[str], bool]:
+    """Whether a parameter is in the PEFT adapter file (so not saved a second time)."""
+    if not isinstance(model, PeftModel):
+        return lambda name: False
+    # PEFT names its tensors with the tuner's prefix (lora_, ia3_, hada_, vera_lambda_) or keeps
+    # them in the prompt encoder.
+    prefix = getattr(model.base_model, "prefix", None)
+    return lambda name: name.startswith("prompt_encoder.") or bool(prefix and prefix in name)
+
+
+def _local_path(path: str) -> str:
+    # A relative local path is made absolute so the checkpoint loads from any working directory.
+    return str(Path(path).resolve()) if path and Path(path).exists() else path
+
+
+def read_mmtune_record(path: str | Path) -> dict[str, Any] | None:
+    """The ``mmtune.json`` of a checkpoint dir, or None for a plain transformers checkpoint."""
+    f = Path(path) / MMTUNE_FILE
+    if not f.exists():
+        return None
+    try:
+        return json.loads(f.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{f}: not valid JSON ({e}); restore it or re-save the checkpoint") from e
+
+
+def load_tuned(path: str | Path, **load_kwargs: Any) -> LoadedModel:
+    """Load what ``save_tuned`` wrote, or any plain transformers checkpoint; kwargs go to ``load_model``."""
+    path = Path(path)
+    record = read_mmtune_record(path)
+    if record is None or record["format"] == "full":
+        return load_model(str(path), **load_kwargs)
+    if not record.get("base_model"):
+        raise ValueError(
+            f"{path / MMTUNE_FILE}: delta checkpoint without 'base_model'; set it to the base checkpoint dir"
+        )
+    base = load_model(record["base_model"], **load_kwargs)
+    model, _ = apply_strategy(base.model, record["strategy"], base.groups)
+    if (path / ADAPTER_WEIGHTS).exists():
+        result = set_peft_model_state_dict(model, load_file(str(path / ADAPTER_WEIGHTS)))
+        # PEFT loads soft prompts into the prompt encoder itself, yet still lists them as unexpected.
+        unexpected = [k for k in result.unexpected_keys if k != "prompt_embeddings"]
+        if unexpected:
+            raise ValueError(
+                f"{path / ADAPTER_WEIGHTS}: tensors {unexpected[:5]} do not fit strategy {record['strategy']!r}"
+            )
+    if (path / EXTRA_WEIGHTS).exists():
+        _load_extra(model, path / EXTRA_WEIGHTS, record["strategy"])
+    processor = base.processor
+    if (path / "processor_config.json").exists() or (path / "tokenizer_config.json").exists():
+        processor = load_processor(path, trust_remote_code=load_kwargs.get("trust_remote_code", False))
+    return LoadedModel(model=model, processor=processor, groups=base.groups)
+
+
+def _load_extra(model: nn.Module, file: Path, spec: str) -> None:
+    params = dict(plain_named_parameters(model))
+    tensors = load_file(str(file))
+    unknown = sorted(set(tensors) - set(params))
+    if unknown:
+        raise ValueError(
+            f"{file}: tensors {unknown[:5]} have no place in the base model under strategy {spec!r}"
+        )
+    for name, t in tensors.items():
+        if params[name].shape != t.shape:
+            raise ValueError(
+                f"{file}: {name} has shape {tuple(t.shape)}, the model expects {tuple(params[name].shape)}"
+            )
+        params[name].data.copy_(t)
+
+
+def merge_for_export(model: nn.Module) -> nn.Module:
+    """Fold LoRA-family / IA3 updates into the base weights; returns a plain transformers model.
+
+    Hand-written adapters and soft prompts add computation no plain weight can express, so they
+    are refused with an error instead of being silently dropped.
+    """
+    added = {type(m).__name__ for m in model.modules() if isinstance(m, (BottleneckAdapter, AdaptionPrompt))}
+    if added:
+        raise ValueError(
+            f"merge_for_export: {', '.join(sorted(added))} modules add computation a plain transformers "
+            "checkpoint cannot express; keep the mmtune checkpoint (save_tuned / load_tuned) for this strategy"
+        )
+    if not isinstance(model, PeftModel):
+        return model
+    config = model.peft_config[model.active_adapter]
+    if config.is_prompt_learning:
+        raise ValueError(
+            f"merge_for_export: {config.peft_type.value} adds virtual tokens, not weight updates, so it "
+            "cannot be merged; keep the mmtune checkpoint (save_tuned / load_tuned) for this strategy"
+        )
+    return model.merge_and_unload()
