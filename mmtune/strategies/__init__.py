@@ -1,19 +1,30 @@
-"""Tuning strategies: selective, additive and reparameterization, from a one-line spec."""
+"""Tuning strategies: selective, additive and reparameterization, from a one-line spec.
 
-from mmtune.strategies.apply import apply_strategy
-from mmtune.strategies.optim import optimizer_param_groups
-from mmtune.strategies.registry import StrategyInfo, list_strategies, register_strategy
-from mmtune.strategies.spec import StrategySpec, format_spec, parse_spec
-from mmtune.strategies.summary import StrategySummary
+Names are resolved lazily (PEP 562) so ``mmtune --help`` and ``mmtune strategies`` do not import
+torch and transformers.
+"""
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "StrategyInfo",
-    "StrategySpec",
-    "StrategySummary",
-    "apply_strategy",
-    "format_spec",
-    "list_strategies",
-    "optimizer_param_groups",
-    "parse_spec",
-    "register_strategy",
-]
+_EXPORTS = {
+    "apply_strategy": "mmtune.strategies.apply",
+    "optimizer_param_groups": "mmtune.strategies.optim",
+    "StrategyInfo": "mmtune.strategies.registry",
+    "list_strategies": "mmtune.strategies.registry",
+    "register_strategy": "mmtune.strategies.registry",
+    "StrategySpec": "mmtune.strategies.spec",
+    "format_spec": "mmtune.strategies.spec",
+    "parse_spec": "mmtune.strategies.spec",
+    "StrategySummary": "mmtune.strategies.summary",
+    "save_tuned": "mmtune.strategies.checkpoint",
+    "load_tuned": "mmtune.strategies.checkpoint",
+    "merge_for_export": "mmtune.strategies.checkpoint",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mmtune.strategies' has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)
