@@ -1,1 +1,34 @@
-"""mmtune.world"""
+"""The synthetic multimodal world: scenes with exact ground truth, seen and downstream task
+generators, its word-level tokenizer + LlavaProcessor, and the tiny LLaVA config it pre-trains.
+
+Names resolve lazily so importing ``mmtune.world`` (e.g. for the CLI) does not load transformers.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Scene": "mmtune.world.scenes",
+    "SceneObject": "mmtune.world.scenes",
+    "render": "mmtune.world.scenes",
+    "sample_scene": "mmtune.world.scenes",
+    "WORLD_TASKS": "mmtune.world.tasks",
+    "WorldTask": "mmtune.world.tasks",
+    "get_world_task": "mmtune.world.tasks",
+    "seen_tasks": "mmtune.world.tasks",
+    "downstream_tasks": "mmtune.world.tasks",
+    "text_only_instructions": "mmtune.world.tasks",
+    "export_llava": "mmtune.world.export",
+    "world_tokenizer": "mmtune.world.tokenizer",
+    "world_processor": "mmtune.world.tokenizer",
+    "tiny_model_config": "mmtune.world.model",
+    "build_base_model": "mmtune.world.model",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mmtune.world' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,0 +1,53 @@
+"""``mmtune bench``: run the strategies x targets grid (or resume it), or re-render its report."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="which tuning strategy specializes best and forgets least (E, F, O per strategy and target)",
+        description="Tune the base with every strategy row on every target, score the target (E) and the "
+                    "seen sets before/after (F), and write results.json, report.md and pareto.png. "
+                    "A rerun with the same --out resumes: finished runs are skipped.",
+    )
+    p.add_argument("--preset", choices=("quick", "full"), default=None,
+                   help="quick (default: ~2 targets, 1 seed, minutes on a CPU) or full (more targets, steps, seeds)")
+    p.add_argument("--config", default=None, help="YAML file of bench settings (see configs/bench_*.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set n_train=32 --set training.max_steps=8")
+    p.add_argument("--out", default=None, help="output folder (default: bench_out, or out_dir in the config)")
+    p.add_argument("--strategies", default=None,
+                   help="strategy rows separated by ';' (rows contain commas), e.g. 'full;lora(r=8);lora+replay(fraction=0.2)'")
+    p.add_argument("--targets", default=None, help="comma-separated target task names, e.g. sciqa,rsvqa")
+    p.add_argument("--report", metavar="DIR", default=None,
+                   help="only re-render the report from DIR's finished runs (nothing is trained)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from mmtune.bench.report import write_report
+
+    if args.report:
+        paths = write_report(args.report)
+    else:
+        from mmtune.bench.grid import load_bench_config
+        from mmtune.bench.runner import run_bench
+
+        overrides = list(args.overrides)
+        if args.out:
+            overrides.append(f"out_dir={args.out}")
+        if args.targets:
+            overrides.append(f"targets={args.targets}")
+        config = load_bench_config(args.config, overrides, preset=args.preset)
+        if args.strategies:
+            # Rows contain commas (``lora(r=8, alpha=16)``), so the list is split on ';' and set directly.
+            config.strategies = [s.strip() for s in args.strategies.split(";") if s.strip()]
+            config.rows()
+        paths = run_bench(config)
+    for what, path in paths.items():
+        print(f"{what}: {path}")
+    print(paths["table"].read_text(encoding="utf-8"))
+    return 0

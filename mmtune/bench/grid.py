@@ -1,0 +1,159 @@
+"""The bench grid: which targets, seen sets, strategy rows and seeds, with presets (the config)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmtune.bench.rows import Row, parse_row
+from mmtune.config import ConfigError, from_dict, load_yaml, merge, parse_overrides
+from mmtune.recipes.sft import TrainingConfig
+
+
+@dataclass
+class TaskRef:
+    """A target or seen set: the eval task that scores it and where its training records come from."""
+
+    name: str = field(metadata={"help": "label in run ids and reports"})
+    task: str = field(default="", metadata={"help": "registered eval task (default: name)"})
+    task_args: dict[str, Any] = field(default_factory=dict, metadata={"help": "kwargs of get_task, e.g. root"})
+    train: str = field(default="", metadata={
+        "help": "training records (LLaVA JSON, messages JSONL, HF dataset dir) or world:<task> for a world task's "
+                "train split; needed to tune on a target or replay a seen set"})
+    root: str = field(default="", metadata={"help": "folder the training records' image paths are relative to"})
+    metric: str = field(default="", metadata={"help": "score key to use (default: the task's headline metric)"})
+
+    @property
+    def eval_task(self) -> str:
+        return self.task or self.name
+
+
+@dataclass
+class BenchConfig:
+    """One bench: base model, targets, seen sets, strategy rows, seeds, data sizes, training."""
+
+    preset: str = "quick"
+    model: str = ""  # checkpoint folder; empty = the built-in world base, pre-trained if not cached
+    world_preset: str = "quick"  # ensure_base_model preset when model is empty
+    targets: list[TaskRef | str] = field(default_factory=list)
+    seen: list[TaskRef | str] = field(default_factory=list)
+    strategies: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    n_train: int = 64
+    n_test: int = 32
+    lr: dict[str, float] = field(default_factory=dict)  # by strategy name; "default" for the rest
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    eval_batch_size: int = 16
+    out_dir: str = "bench_out"
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ConfigError(f"bench preset {self.preset!r} is unknown; use one of {', '.join(PRESETS)}")
+        self.targets = [_task_ref(t, "targets") for t in self.targets]
+        self.seen = [_task_ref(t, "seen") for t in self.seen]
+        for what in ("targets", "seen", "strategies", "seeds"):
+            if not getattr(self, what):
+                raise ConfigError(f"bench config: {what} is empty; list at least one")
+        names = [t.name for t in [*self.targets, *self.seen]]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"bench config: task names repeat in targets/seen ({', '.join(names)})")
+        if self.n_train <= 0 or self.n_test <= 0:
+            raise ConfigError("bench config: n_train and n_test must be > 0")
+        self.rows()  # parse early so a bad row fails before the base model is built
+
+    def rows(self) -> list[Row]:
+        """Parsed rows; posterior rows need their source row in the grid, and merging two targets."""
+        from mmtune.strategies.registry import resolve
+
+        rows = [parse_row(s) for s in self.strategies]
+        for r in rows:
+            resolve(r.strategy)  # unknown strategies or arguments fail now, not after the base is evaluated
+        labels = {r.label for r in rows}
+        for r in rows:
+            if r.source is not None and r.source not in labels:
+                raise ConfigError(f"bench row {r.label!r} reuses the runs of {r.source!r}: add {r.source!r} to strategies")
+            if r.posterior == "merge" and len(self.targets) < 2:
+                raise ConfigError(f"bench row {r.label!r} merges targets' task vectors: list >= 2 targets")
+        if len(labels) != len(rows):
+            raise ConfigError("bench config: a strategy row is listed twice")
+        return rows
+
+    def lr_for(self, row: Row) -> float:
+        return float(self.lr.get(row.strategy_name, self.lr.get("default", self.training.lr)))
+
+    def training_for(self, row: Row, seed: int) -> TrainingConfig:
+        """The row's optimisation settings: its lr, L2-SP weight and seed; checkpoints off (runs are short)."""
+        return dataclasses.replace(self.training, lr=self.lr_for(row), l2sp=row.l2sp, seed=seed, save_steps=0)
+
+
+WORLD_SOURCE = "world:"
+
+
+def world_ref(name: str) -> TaskRef:
+    """A synthetic-world task: scored by the eval task ``world_<name>``, trained on its train split."""
+    return TaskRef(name=name, task=f"world_{name}", train=f"{WORLD_SOURCE}{name}")
+
+
+def _task_ref(value: TaskRef | str | dict, where: str) -> TaskRef:
+    """A mapping is a TaskRef; a bare name is a world task if one has that name, else an eval task."""
+    if isinstance(value, TaskRef):
+        return value
+    if isinstance(value, str):
+        from mmtune.world.tasks import WORLD_TASKS
+
+        return world_ref(value) if value in WORLD_TASKS else TaskRef(name=value)
+    if isinstance(value, dict):
+        return from_dict(TaskRef, value, where)
+    raise ConfigError(f"bench config: an entry of {where} must be a task name or a mapping, got {value!r}")
+
+
+# Selective rows move pretrained weights directly, so they get smaller rates than the new modules
+# of LoRA / adapters / prompts (as in the paper's setting: LoRA 2e-4, full and projector 2e-5).
+_LR = {"full": 3e-4, "top": 5e-4, "last": 1e-3, "projector": 1e-3, "lora": 2e-3, "dora": 2e-3,
+       "adapter": 2e-3, "prompt": 1e-2, "default": 1e-3}
+# Every strategy paradigm plus the anti-forgetting methods, each applied where forgetting is largest.
+_ROWS = ["full", "top(k=2)", "last", "projector", "lora", "dora", "adapter", "prompt",
+         "full+replay(fraction=0.2)", "full+l2sp(weight=1.0)", "full+wise_ft(alpha=0.5)"]
+# MME's headline is acc + acc+ summed over categories; F averages deltas, so use its 0-100 accuracy.
+_MME = {"name": "mme", "task": "world_mme", "train": f"{WORLD_SOURCE}mme", "metric": "accuracy"}
+# Presets are config layers under the user's YAML and --set overrides.
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {
+        "world_preset": "quick",
+        "targets": ["sciqa", "rsvqa"],  # rsvqa lives in the shifted aerial domain
+        "seen": ["vqa", "gqa", _MME],
+        "strategies": _ROWS,
+        "seeds": [0],
+        "n_train": 64,
+        "n_test": 24,
+        "lr": _LR,
+        "training": {"max_steps": 12, "batch_size": 8, "warmup_ratio": 0.0, "logging_steps": 4},
+    },
+    "full": {
+        "world_preset": "full",
+        "targets": ["sciqa", "iconqa", "itm", "rsvqa"],
+        "seen": ["vqa", "gqa", "ocr", _MME, "pope", "caption"],
+        "strategies": [*_ROWS, "lora+replay(fraction=0.2)", "full+wise_ft(alpha=0.25)", "full+wise_ft(alpha=0.75)",
+                       "full+merge(method=task_arithmetic, scale=0.5)", "full+merge(method=ties, density=0.5)",
+                       "full+merge(method=dare, density=0.5)"],
+        "seeds": [0, 1, 2],
+        "n_train": 256,
+        "n_test": 128,
+        "lr": _LR,
+        "training": {"max_steps": 64, "batch_size": 8, "warmup_ratio": 0.03, "logging_steps": 8},
+    },
+}
+
+
+def load_bench_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                      preset: str | None = None) -> BenchConfig:
+    """Preset (from ``preset``, else the YAML/overrides, else quick) < YAML file < ``--set`` overrides."""
+    data = merge(load_yaml(path) if path else {}, parse_overrides(overrides or []))
+    name = preset or data.get("preset", "quick")
+    if name not in PRESETS:
+        raise ConfigError(f"bench preset {name!r} is unknown; use one of {', '.join(PRESETS)}")
+    layer = dict(PRESETS[name])
+    if "lr" in data:
+        layer.pop("lr")  # a user's rate table replaces the preset's, so its "default" covers every other row
+    return from_dict(BenchConfig, merge(layer, {**data, "preset": name}))

@@ -1,0 +1,277 @@
+"""The bench run loop: evaluate the base once, then tune, evaluate and score every (target, row, seed).
+
+Each finished run is one JSON under ``out_dir/runs``, written atomically, so an interrupted bench
+resumes where it stopped. Posterior rows (WiSE-FT, merging) reuse finished runs' weights, no
+retraining. The report is re-rendered at the end (and by ``mmtune bench --report``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mmtune.bench.grid import WORLD_SOURCE, BenchConfig, TaskRef
+from mmtune.bench.report import BASE_FILE, RUNS_DIR, write_report
+from mmtune.bench.rows import Row, slug
+from mmtune.bench.scores import run_scores
+from mmtune.data.replay import with_replay
+from mmtune.data.sample import Sample
+from mmtune.files import atomic_write_json
+
+WORK_DIR = "work"  # trained weights that posterior rows still need
+
+
+def run_id(target: str, row: Row, seed: int) -> str:
+    return f"{slug(target)}__{slug(row.label)}__seed{seed}"
+
+
+class Bench:
+    """One bench in one output folder: its base model, data, cached base scores and finished runs."""
+
+    def __init__(self, config: BenchConfig, log: Callable[[str], None] = print) -> None:
+        self.config, self.log = config, log
+        self.out = Path(config.out_dir)
+        self.rows = config.rows()
+        self.by_label = {r.label: r for r in self.rows}
+        self.base_path = self._base_model_path()
+        self._tasks: dict[str, Any] = {}
+        self._train: dict[str, list[Sample]] = {}
+
+    # -- inputs -------------------------------------------------------------------------------
+    def _base_model_path(self) -> Path:
+        if self.config.model:
+            path = Path(self.config.model)
+            if not path.is_dir():
+                raise FileNotFoundError(f"bench config model={path}: no such checkpoint folder")
+            return path
+        from mmtune.recipes.pretrain import ensure_base_model
+
+        self.log(f"base model: world preset {self.config.world_preset!r} (pre-trained once, then cached)")
+        return ensure_base_model(preset=self.config.world_preset)
+
+    def task(self, ref: TaskRef):
+        """The eval task scoring ``ref``, built once."""
+        if ref.name not in self._tasks:
+            from mmtune.eval.task import get_task
+
+            self._tasks[ref.name] = get_task(ref.eval_task, **ref.task_args)
+        return self._tasks[ref.name]
+
+    def test_fingerprint(self, ref: TaskRef) -> dict[str, Any]:
+        """``ref`` plus a hash of the test samples it is scored on: scores of other samples are never reused."""
+        blob = json.dumps([[s.id, s.meta] for s in self.task(ref).samples[: self.config.n_test]],
+                          sort_keys=True, default=str)
+        return {**dataclasses.asdict(ref), "test_samples": hashlib.sha256(blob.encode()).hexdigest()[:16]}
+
+    def train_samples(self, ref: TaskRef) -> list[Sample]:
+        """``n_train`` training samples of ``ref``: from its records file, else the world task's train split."""
+        if ref.name not in self._train:
+            n = self.config.n_train
+            if ref.train.startswith(WORLD_SOURCE):
+                from mmtune.world.tasks import get_world_task
+
+                samples = get_world_task(ref.train[len(WORLD_SOURCE):]).samples("train", n, seed=0)
+            elif ref.train:
+                from mmtune.data.readers import read_records
+
+                records = read_records(ref.train, root=ref.root or None)
+                samples = records if len(records) <= n else random.Random(0).sample(records, n)
+            else:
+                raise ValueError(f"bench task {ref.name!r} has no training records: set its train: to a LLaVA "
+                                 "JSON / messages JSONL / HF dataset (needed to tune on it or replay it)")
+            self._train[ref.name] = samples
+        return self._train[ref.name]
+
+    def load_base(self):
+        from mmtune.strategies.checkpoint import load_tuned
+
+        return load_tuned(self.base_path)
+
+    def evaluate(self, model, processor, refs: list[TaskRef], run: str) -> dict[str, float]:
+        """Headline score per task label, answers cached across runs of the bench."""
+        from mmtune.eval.runner import evaluate
+
+        tasks = [self.task(r) for r in refs]
+        if len({t.name for t in tasks}) != len(tasks):
+            raise ValueError(f"bench tasks {', '.join(r.name for r in refs)} resolve to eval tasks with the same "
+                             "name; give each target/seen entry a different eval task")
+        results = evaluate(model, processor, tasks, batch_size=self.config.eval_batch_size,
+                           limit=self.config.n_test, out_dir=self.out / "evals" / run,
+                           cache_dir=self.out / "cache", progress=False)
+        return {r.name: _score(r, res) for r, res in zip(refs, results.values())}
+
+    # -- the base, once ------------------------------------------------------------------------
+    def base_scores(self) -> dict[str, float]:
+        """Zero-shot target scores and seen scores before tuning; only tasks not yet scored are run."""
+        path = self.out / BASE_FILE
+        settings = {"model": str(self.base_path), "n_test": self.config.n_test}
+        cached = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        if cached.get("settings") != settings:
+            cached = {"settings": settings, "scores": {}, "refs": {}}
+        refs = [*self.config.targets, *self.config.seen]
+        missing = [r for r in refs if cached["refs"].get(r.name) != self.test_fingerprint(r)]
+        if missing:
+            self.log(f"evaluating the base on {', '.join(r.name for r in missing)}")
+            loaded = self.load_base()
+            cached["scores"].update(self.evaluate(loaded.model, loaded.processor, missing, "base"))
+            cached["refs"].update({r.name: self.test_fingerprint(r) for r in missing})
+            atomic_write_json(path, cached)
+        return cached["scores"]
+
+    # -- runs ----------------------------------------------------------------------------------
+    def settings(self, target: TaskRef, row: Row, seed: int) -> dict[str, Any]:
+        """Everything a run's result depends on; a finished run with other settings is not reused."""
+        return {"model": str(self.base_path), "target": self.test_fingerprint(target),
+                "seen": [self.test_fingerprint(s) for s in self.config.seen], "n_train": self.config.n_train,
+                "n_test": self.config.n_test, "training": dataclasses.asdict(self.config.training_for(row, seed))}
+
+    def finished(self, rid: str, settings: dict[str, Any]) -> bool:
+        path = self.out / RUNS_DIR / f"{rid}.json"
+        if not path.exists():
+            return False
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record.get("settings") != settings:
+            raise ValueError(f"{path} was run with other settings (model, test samples, data sizes or training); "
+                             "use another --out folder or delete that file to rerun it")
+        return True
+
+    def needs_weights(self, row: Row) -> bool:
+        return any(r.source == row.label for r in self.rows)
+
+    def weights_dir(self, rid: str) -> Path:
+        return self.out / WORK_DIR / rid
+
+    def tune(self, target: TaskRef, row: Row, seed: int, base: dict[str, float]) -> dict[str, Any]:
+        from mmtune.recipes.sft import train_sft
+
+        rid = run_id(target.name, row, seed)
+        loaded = self.load_base()
+        samples = self.train_samples(target)
+        if row.replay:
+            pool = [s for ref in self.config.seen for s in self.train_samples(ref)]
+            samples = with_replay(samples, pool, row.replay, seed)
+        result = train_sft(loaded.model, loaded.processor, samples, strategy=row.strategy,
+                           output_dir=self.weights_dir(rid), training=self.config.training_for(row, seed))
+        after = self.evaluate(result.model, loaded.processor, [target, *self.config.seen], rid)
+        if not self.needs_weights(row):
+            shutil.rmtree(self.weights_dir(rid), ignore_errors=True)
+        return self.record(target, row, seed, base, after, kind="tune", trainable_params=result.summary.trainable_params,
+                           total_params=result.summary.total_params, train_seconds=result.train_seconds,
+                           peak_memory_mb=result.peak_memory_mb, final_loss=result.losses[-1] if result.losses else None)
+
+    def record(self, target: TaskRef, row: Row, seed: int, base: dict[str, float], after: dict[str, float],
+               **extra: Any) -> dict[str, Any]:
+        seen_before = {s.name: base[s.name] for s in self.config.seen}
+        seen_after = {s.name: after[s.name] for s in self.config.seen}
+        scores = run_scores(after[target.name], base[target.name], seen_after, seen_before)
+        return {"run_id": run_id(target.name, row, seed), "target": target.name, "row": row.label,
+                "strategy": row.strategy, "seed": seed, **scores.to_dict(),
+                "target_score": after[target.name], "target_zero_shot": base[target.name],
+                "seen_before": seen_before, "seen_after": seen_after, **extra,
+                "settings": self.settings(target, row, seed)}
+
+    # -- posterior rows: no training, weights of finished runs ------------------------------
+    def tuned_state_dict(self, rid: str) -> dict[str, Any]:
+        """A finished run's weights as a plain model's state dict (PEFT updates merged in)."""
+        from mmtune.recipes.sft import FINAL_DIR
+        from mmtune.strategies.checkpoint import load_tuned, merge_for_export
+
+        return merge_for_export(load_tuned(self.weights_dir(rid) / FINAL_DIR).model).state_dict()
+
+    def evaluate_weights(self, state_dict: dict[str, Any], refs: list[TaskRef], run: str) -> dict[str, float]:
+        loaded = self.load_base()
+        loaded.model.load_state_dict(state_dict)
+        return self.evaluate(loaded.model, loaded.processor, refs, run)
+
+    def source_record(self, target: TaskRef, row: Row, seed: int) -> dict[str, Any]:
+        source = self.by_label[row.source]
+        return json.loads((self.out / RUNS_DIR / f"{run_id(target.name, source, seed)}.json").read_text(encoding="utf-8"))
+
+    def wise_ft(self, target: TaskRef, row: Row, seed: int, base: dict[str, float]) -> list[dict[str, Any]]:
+        from mmtune.strategies.posterior import wise_ft
+
+        tuned = self.tuned_state_dict(run_id(target.name, self.by_label[row.source], seed))
+        state = wise_ft(self.load_base().model.state_dict(), tuned, float(row.posterior_args["alpha"]))
+        after = self.evaluate_weights(state, [target, *self.config.seen], run_id(target.name, row, seed))
+        return [self.record(target, row, seed, base, after, kind="wise_ft", **_cost([self.source_record(target, row, seed)]))]
+
+    def merge(self, row: Row, seed: int, base: dict[str, float]) -> list[dict[str, Any]]:
+        """Merge every target's task vector of the source row into one model, scored on each target."""
+        from mmtune.strategies.posterior import merge_task_vectors, task_vector
+
+        targets = self.config.targets
+        base_sd = self.load_base().model.state_dict()
+        vectors = [task_vector(base_sd, self.tuned_state_dict(run_id(t.name, self.by_label[row.source], seed)))
+                   for t in targets]
+        options = {k: v for k, v in row.posterior_args.items() if k != "method"}
+        state = merge_task_vectors(base_sd, vectors, str(row.posterior_args["method"]), **options)
+        after = self.evaluate_weights(state, [*targets, *self.config.seen], f"merged__{slug(row.label)}__seed{seed}")
+        cost = _cost([self.source_record(t, row, seed) for t in targets])
+        return [self.record(t, row, seed, base, after, kind="merge", **cost) for t in targets]
+
+    # -- the loop ------------------------------------------------------------------------------
+    def plan(self) -> list[tuple[Row, int, list[TaskRef]]]:
+        """Trained runs first (posterior rows need them), then WiSE-FT, then merges (all targets at once)."""
+        seeds, targets = self.config.seeds, self.config.targets
+        trained = [(r, s, [t]) for s in seeds for t in targets for r in self.rows if r.trains]
+        wise = [(r, s, [t]) for s in seeds for t in targets for r in self.rows if r.posterior == "wise_ft"]
+        merged = [(r, s, list(targets)) for s in seeds for r in self.rows if r.posterior == "merge"]
+        return trained + wise + merged
+
+    def is_done(self, row: Row, seed: int, targets: list[TaskRef]) -> bool:
+        done = all(self.finished(run_id(t.name, row, seed), self.settings(t, row, seed)) for t in targets)
+        # A source row whose weights were dropped (posterior row added later) must train again.
+        return done and (not self.needs_weights(row)
+                         or all(self.weights_dir(run_id(t.name, row, seed)).is_dir() for t in targets))
+
+    def run(self) -> dict[str, Path]:
+        """Run every unfinished (row, seed, target) and render the report; returns the report files."""
+        from mmtune.config import to_dict
+
+        atomic_write_json(self.out / "config.json", to_dict(self.config))
+        base = self.base_scores()
+        plan = self.plan()
+        for i, (row, seed, targets) in enumerate(plan, 1):
+            where = f"[{i}/{len(plan)}] {','.join(t.name for t in targets)} | {row.label} | seed {seed}"
+            if self.is_done(row, seed, targets):
+                self.log(f"{where}: finished earlier, skipped")
+                continue
+            start = time.perf_counter()
+            if row.posterior == "merge":
+                records = self.merge(row, seed, base)
+            elif row.posterior == "wise_ft":
+                records = self.wise_ft(targets[0], row, seed, base)
+            else:
+                records = [self.tune(targets[0], row, seed, base)]
+            for r in records:
+                atomic_write_json(self.out / RUNS_DIR / f"{r['run_id']}.json", r)
+                self.log(f"{where}: {r['target']} E {r['E']:+.1f} F {r['F']:+.1f} O {r['O']:+.1f} "
+                         f"({time.perf_counter() - start:.0f} s)")
+        return write_report(self.out)
+
+
+def _score(ref: TaskRef, result: dict[str, Any]) -> float:
+    key = ref.metric or result["metric"]
+    if result["scores"].get(key) is None:
+        raise ValueError(f"bench task {ref.name!r}: eval task scores {', '.join(result['scores'])}, not {key!r}; "
+                         "set its metric: to one of them")
+    return float(result["scores"][key])
+
+
+def _cost(sources: list[dict[str, Any]]) -> dict[str, Any]:
+    """A posterior row costs what training its source runs cost (it adds no training)."""
+    return {"trainable_params": sources[0].get("trainable_params"),
+            "total_params": sources[0].get("total_params"),
+            "train_seconds": sum(s.get("train_seconds") or 0.0 for s in sources),
+            "peak_memory_mb": max((s.get("peak_memory_mb") or 0.0) for s in sources)}
+
+
+def run_bench(config: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Path]:
+    """Run (or resume) the bench ``config`` describes; returns the paths of results, table and plot."""
+    return Bench(config, log).run()

@@ -1,0 +1,119 @@
+"""World tasks: each a ``WorldTask`` in ``WORLD_TASKS`` that turns seeded scenes into Samples.
+
+Splits never share an image: every scene is assigned to one split by its fingerprint
+(``_split_of``), and each split draws from its own seed stream, keeping only scenes of its own.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+from mmtune.data.sample import Sample, assistant_turn, user_turn
+from mmtune.world.scenes import Scene, render
+
+SPLITS = ("train", "val", "test")
+KINDS = ("caption", "vqa", "exact_match", "mme", "pope", "multiple_choice", "counting", "grounding", "yesno")
+# Fingerprint buckets per split: 80 / 10 / 10.
+_BUCKETS = {"train": range(0, 8), "val": range(8, 9), "test": range(9, 10)}
+
+
+@dataclass
+class Item:
+    """One question about a scene: the instruction, the reference answer, the eval references."""
+
+    prompt: str
+    answer: str
+    meta: dict = field(default_factory=dict)
+
+
+# A maker draws one scene and its questions (MME/POPE: a yes/no pair), or None to redraw.
+Maker = Callable[[random.Random], "tuple[Scene, list[Item]] | None"]
+
+
+@dataclass(frozen=True)
+class WorldTask:
+    """A seen (pre-training) or downstream (tuning target) task of the synthetic world."""
+
+    name: str
+    seen: bool
+    kind: str
+    chance: float  # score of a random guesser in the task's metric, 0-100
+    description: str
+    make: Maker
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"world task {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
+
+    def samples(self, split: str, n: int, seed: int = 0) -> list[Sample]:
+        """``n`` samples of ``split``; the same (split, n, seed) always gives the same samples."""
+        if split not in _BUCKETS:
+            raise ValueError(f"world task {self.name!r}: unknown split {split!r}; use one of {SPLITS}")
+        out: list[Sample] = []
+        i = 0
+        while len(out) < n:
+            rng = random.Random(f"{self.name}|{split}|{seed}|{i}")
+            made = self.make(rng)
+            i += 1
+            if made is None or _split_of(made[0]) != split:
+                continue
+            scene, items = made
+            image = render(scene)
+            image_id = f"{self.name}-{split}-{seed}-{i - 1}"
+            for j, item in enumerate(items[: n - len(out)]):
+                out.append(Sample(
+                    id=f"{image_id}-{j}",
+                    messages=[user_turn(item.prompt), assistant_turn(item.answer)],
+                    images=[image],
+                    meta={"task": self.name, "answer": item.answer, "image_id": image_id, **item.meta},
+                ))
+        return out
+
+
+def _split_of(scene: Scene) -> str:
+    bucket = int(scene.fingerprint(), 16) % 10
+    return next(s for s, r in _BUCKETS.items() if bucket in r)
+
+
+WORLD_TASKS: dict[str, WorldTask] = {}
+
+
+def register_world_task(task: WorldTask) -> WorldTask:
+    if task.name in WORLD_TASKS:
+        raise ValueError(f"world task {task.name!r} is already registered")
+    WORLD_TASKS[task.name] = task
+    return task
+
+
+def get_world_task(name: str) -> WorldTask:
+    if name not in WORLD_TASKS:
+        raise KeyError(f"unknown world task {name!r}; known: {', '.join(sorted(WORLD_TASKS))}")
+    return WORLD_TASKS[name]
+
+
+def seen_tasks() -> list[WorldTask]:
+    return [t for t in WORLD_TASKS.values() if t.seen]
+
+
+def downstream_tasks() -> list[WorldTask]:
+    return [t for t in WORLD_TASKS.values() if not t.seen]
+
+
+def text_only_instructions(n: int, seed: int = 0) -> list[Sample]:
+    """Text-only instruction samples, mixed into multimodal batches (hybrid composition)."""
+    from mmtune.world.tasks.text import text_instruction
+
+    out = []
+    for i in range(n):
+        prompt, answer = text_instruction(random.Random(f"text|{seed}|{i}"))
+        out.append(Sample(
+            id=f"text-{seed}-{i}",
+            messages=[user_turn(prompt, n_images=0), assistant_turn(answer)],
+            meta={"task": "text", "answer": answer},
+        ))
+    return out
+
+
+# Registration happens on import of the task modules.
+from mmtune.world.tasks import downstream, seen  # noqa: E402,F401

@@ -1,0 +1,165 @@
+"""Seen tasks: what the tiny base is pre-trained on, each in the style of a real general set
+(COCO-Caption, VQAv2/OK-VQA, GQA, OCR-VQA/TextVQA, MME, POPE)."""
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from mmtune.world.language import (
+    COLOUR_SYNONYMS, SHAPE_SYNONYMS, SHORT_ANSWER, SIDES, TEMPLATES, YES_NO,
+)
+from mmtune.world.scenes import COLOURS, SHAPE_WEIGHTS, SHAPES, WORDS, Scene, SceneObject, sample_scene
+from mmtune.world.tasks import Item, WorldTask, register_world_task
+
+MIN_GAP = 6  # pixels between centres for a left/right (or above/below) relation to be asked
+
+
+def article(phrase: str) -> str:
+    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+
+
+def unique_by(scene: Scene, attr: str) -> list[SceneObject]:
+    """Objects whose ``attr`` value occurs once in the scene (so "the circle" is unambiguous)."""
+    counts = Counter(getattr(o, attr) for o in scene.objects)
+    return [o for o in scene.objects if counts[getattr(o, attr)] == 1]
+
+
+def side_pair(rng: random.Random, scene: Scene) -> tuple[SceneObject, SceneObject] | None:
+    """Two objects with unique shapes, ordered (left, right), clearly apart horizontally."""
+    objs = sorted(unique_by(scene, "kind"), key=lambda o: o.centre[0])
+    pairs = [(a, b) for i, a in enumerate(objs) for b in objs[i + 1:] if b.centre[0] - a.centre[0] >= MIN_GAP]
+    return rng.choice(pairs) if pairs else None
+
+
+def captions(scene: Scene) -> list[str]:
+    """Five references, objects left to right; the first is the canonical training target."""
+    objs = sorted(scene.objects, key=lambda o: o.centre[0])
+    full = " and ".join(article(o.phrase) for o in objs)
+    plain = " and ".join(article(f"{o.colour} {o.kind}") for o in objs)
+    word = (" " + TEMPLATES["caption_word"][0].format(word=scene.word)) if scene.word else ""
+    return [t.format(objects=full, plain=plain) + word for t in TEMPLATES["caption"]]
+
+
+def make_caption(rng: random.Random):
+    scene = sample_scene(rng, n_objects=(1, 3))
+    refs = captions(scene)
+    return scene, [Item(rng.choice(TEMPLATES["caption_prompt"]), refs[0], {"captions": refs})]
+
+
+def ten_answers(answer: str, synonym: str) -> list[str]:
+    return [answer] * 8 + [synonym] * 2
+
+
+def make_vqa(rng: random.Random):
+    scene = sample_scene(rng, n_objects=(1, 3))
+    if rng.random() < 0.5 and (objs := unique_by(scene, "kind")):
+        o = rng.choice(objs)
+        q, a, syn = rng.choice(TEMPLATES["vqa_colour"]).format(shape=o.kind), o.colour, COLOUR_SYNONYMS[o.colour]
+    elif objs := unique_by(scene, "colour"):
+        o = rng.choice(objs)
+        q, a, syn = rng.choice(TEMPLATES["vqa_shape"]).format(colour=o.colour), o.kind, SHAPE_SYNONYMS[o.kind]
+    else:
+        return None
+    return scene, [Item(f"{q}\n{SHORT_ANSWER}", a, {"answers": ten_answers(a, syn)})]
+
+
+def make_gqa(rng: random.Random):
+    scene = sample_scene(rng, n_objects=(2, 3))
+    pair = side_pair(rng, scene)
+    if pair is None:
+        return None
+    left, right = pair
+    kind = rng.randrange(3)
+    if kind == 0:  # colour of the object on one side of a named shape
+        side = rng.choice(SIDES)
+        target, anchor = (left, right) if side == "left" else (right, left)
+        if len(scene.objects) > 2:  # "the object to the left" must be unique
+            return None
+        q, a = TEMPLATES["gqa_colour_of_side"][0].format(side=side, shape=anchor.kind), target.colour
+    elif kind == 1:
+        side = rng.choice(SIDES)
+        target, anchor = (left, right) if side == "left" else (right, left)
+        if len(scene.objects) > 2 or anchor.colour == target.colour:
+            return None
+        q, a = TEMPLATES["gqa_shape_of_side"][0].format(side=side, colour=anchor.colour), target.kind
+    else:
+        a_obj, b_obj = (left, right) if rng.random() < 0.5 else (right, left)
+        side = rng.choice(SIDES)
+        truth = (a_obj is left) == (side == "left")
+        q = TEMPLATES["gqa_is_side"][0].format(a=a_obj.kind, side=side, b=b_obj.kind)
+        a = "yes" if truth else "no"
+    return scene, [Item(f"{q}\n{SHORT_ANSWER}", a)]
+
+
+def make_ocr(rng: random.Random):
+    scene = sample_scene(rng, n_objects=(0, 2), word_prob=1.0)
+    return scene, [Item(f"{rng.choice(TEMPLATES['ocr'])}\n{SHORT_ANSWER}", scene.word)]
+
+
+def _absent(scene: Scene) -> list[str]:
+    present = {o.kind for o in scene.objects}
+    return [s for s in SHAPES if s not in present]
+
+
+def make_mme(rng: random.Random):
+    """One image, two questions of one category: the true one ("yes") and a false one ("no")."""
+    category = rng.choice(("existence", "color", "position", "ocr"))
+    scene = sample_scene(rng, n_objects=(1, 3) if category != "position" else (2, 3),
+                         word_prob=1.0 if category == "ocr" else 0.3)
+    fmt = TEMPLATES[f"mme_{category}"][0].format
+    if category == "existence":
+        yes, no = fmt(shape=rng.choice(scene.objects).kind), fmt(shape=rng.choice(_absent(scene)))
+    elif category == "color":
+        o = rng.choice(unique_by(scene, "kind") or [None])
+        if o is None:
+            return None
+        other = rng.choice([c for c in COLOURS if c != o.colour])
+        yes, no = fmt(shape=o.kind, colour=o.colour), fmt(shape=o.kind, colour=other)
+    elif category == "position":
+        if (pair := side_pair(rng, scene)) is None:
+            return None
+        left, right = pair
+        yes, no = fmt(a=left.kind, side="left", b=right.kind), fmt(a=left.kind, side="right", b=right.kind)
+    else:
+        other = rng.choice([w for w in WORDS if w != scene.word])
+        yes, no = fmt(word=scene.word), fmt(word=other)
+    items = [Item(f"{yes} {YES_NO}", "yes", {"category": category}),
+             Item(f"{no} {YES_NO}", "no", {"category": category})]
+    rng.shuffle(items)
+    return scene, items
+
+
+# "Adversarial" negatives: the absent shape most easily confused with a present one.
+CONFUSABLE = {"circle": "diamond", "square": "diamond", "triangle": "star",
+              "star": "cross", "diamond": "square", "cross": "star"}
+
+
+def make_pope(rng: random.Random):
+    scene = sample_scene(rng, n_objects=(1, 4))
+    absent = _absent(scene)
+    split = rng.choice(("random", "popular", "adversarial"))
+    if split == "popular":
+        negative = max(absent, key=lambda s: (SHAPE_WEIGHTS[s], rng.random()))
+    elif split == "adversarial":
+        confusable = [CONFUSABLE[o.kind] for o in scene.objects if CONFUSABLE[o.kind] in absent]
+        negative = rng.choice(confusable or absent)
+    else:
+        negative = rng.choice(absent)
+    fmt = TEMPLATES["pope"][0].format
+    items = [Item(f"{fmt(shape=rng.choice(scene.objects).kind)}\n{SHORT_ANSWER}", "yes", {"pope_split": split}),
+             Item(f"{fmt(shape=negative)}\n{SHORT_ANSWER}", "no", {"pope_split": split})]
+    rng.shuffle(items)
+    return scene, items
+
+
+# Chance levels: a uniform guesser over each question's answer space, averaged over question
+# types (colour 1/8, shape 1/6, yes/no 1/2, word 1/8); captioning's CIDEr for a guess is ~0.
+for _task in (
+    WorldTask("caption", True, "caption", 0.0, "COCO-style captions, 5 references", make_caption),
+    WorldTask("vqa", True, "vqa", 14.6, "VQAv2-style colour/shape questions, 10 answers with synonyms", make_vqa),
+    WorldTask("gqa", True, "exact_match", 26.4, "GQA-style left/right relational questions", make_gqa),
+    WorldTask("ocr", True, "exact_match", 12.5, "OCR-VQA-style: read the printed word", make_ocr),
+    WorldTask("mme", True, "mme", 50.0, "MME-style yes/no pairs per image (acc; acc+ chance is 25)", make_mme),
+    WorldTask("pope", True, "pope", 50.0, "POPE object probes, random/popular/adversarial negatives", make_pope),
+):
+    register_world_task(_task)

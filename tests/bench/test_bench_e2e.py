@@ -1,0 +1,167 @@
+"""End to end on a tiny random LLaVA with real-format data (ScienceQA target, MME seen set),
+driven by configs/bench_real_example.yaml as a user would; then resume and --report."""
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mmtune.cli import main
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "bench_real_example.yaml"
+COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 160, 50), "yellow": (240, 200, 0)}
+ROWS = "last;last+wise_ft(alpha=0.5);lora(r=4, alpha=8)+replay(fraction=0.5)"
+
+
+def _scienceqa(root: Path) -> None:
+    """problems.json + pid_splits.json + images/<split>/<pid>/image.png, and a LLaVA JSON of the train split."""
+    names = list(COLOURS)
+    problems, splits, train = {}, {"train": [], "test": []}, []
+    for i in range(8):
+        split, pid, colour = ("train" if i < 4 else "test"), str(100 + i), names[i % 4]
+        (root / "images" / split / pid).mkdir(parents=True)
+        Image.new("RGB", (32, 32), COLOURS[colour]).save(root / "images" / split / pid / "image.png")
+        choices = [colour, names[(i + 1) % 4]][:: 1 if i % 2 else -1]
+        problems[pid] = {"question": "What color is the image?", "choices": choices, "answer": choices.index(colour),
+                         "image": "image.png", "hint": "", "subject": "natural science"}
+        splits[split].append(pid)
+        if split == "train":
+            options = "\n".join(f"{'AB'[k]}. {c}" for k, c in enumerate(choices))
+            train.append({"id": pid, "image": f"images/train/{pid}/image.png", "conversations": [
+                {"from": "human", "value": f"<image>\nWhat color is the image?\n{options}\n"
+                                           "Answer with the option's letter from the given choices directly."},
+                {"from": "gpt", "value": "AB"[choices.index(colour)]}]})
+    (root / "problems.json").write_text(json.dumps(problems))
+    (root / "pid_splits.json").write_text(json.dumps(splits))
+    (root / "train.json").write_text(json.dumps(train))
+
+
+def _mme(root: Path) -> None:
+    """MME category folder (image + same-stem .txt of question<TAB>answer), and LLaVA JSON to replay."""
+    (root / "existence").mkdir(parents=True)
+    names, replay = list(COLOURS), []
+    for i in range(2):
+        Image.new("RGB", (32, 32), COLOURS[names[i]]).save(root / "existence" / f"img{i}.png")
+        (root / "existence" / f"img{i}.txt").write_text(
+            f"Is the image {names[i]}? Please answer yes or no.\tYes\n"
+            f"Is the image {names[i + 2]}? Please answer yes or no.\tNo\n")
+        replay.append({"id": f"m{i}", "image": f"existence/img{i}.png", "conversations": [
+            {"from": "human", "value": f"<image>\nIs the image {names[i]}? Please answer yes or no."},
+            {"from": "gpt", "value": "Yes"}]})
+    (root / "train.json").write_text(json.dumps(replay))
+
+
+def _pope(root: Path) -> None:
+    """coco_pope_random.json (JSON lines) + val2014/ images."""
+    (root / "val2014").mkdir(parents=True)
+    lines = []
+    for i, (colour, other) in enumerate([("red", "blue"), ("green", "yellow")]):
+        Image.new("RGB", (32, 32), COLOURS[colour]).save(root / "val2014" / f"im{i}.png")
+        lines += [{"question_id": 2 * i, "image": f"im{i}.png", "text": f"Is the image {colour}?", "label": "yes"},
+                  {"question_id": 2 * i + 1, "image": f"im{i}.png", "text": f"Is the image {other}?", "label": "no"}]
+    (root / "coco_pope_random.json").write_text("\n".join(json.dumps(line) for line in lines))
+
+
+def _argv(fx: Path, out: Path) -> list[str]:
+    sqa, mme = fx / "scienceqa", fx / "mme"
+    sets = [
+        f"model={fx / 'model'}",
+        f"targets=[{{name: scienceqa, task: scienceqa, task_args: {{root: {sqa}}}, train: {sqa}/train.json, root: {sqa}}}]",
+        f"seen=[{{name: mme, task: mme, task_args: {{root: {mme}}}, metric: accuracy, train: {mme}/train.json, root: {mme}}}]",
+        "n_train=4", "n_test=4", "eval_batch_size=4", "training.max_steps=2", "training.batch_size=2",
+        "training.grad_accum=1", "training.max_length=null", "training.gradient_checkpointing=false",
+    ]
+    return ["bench", "--config", str(CONFIG), "--out", str(out), "--strategies", ROWS,
+            *[a for s in sets for a in ("--set", s)]]
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    from mmtune.models.tiny import save_tiny
+
+    fx = tmp_path_factory.mktemp("fixture")
+    _scienceqa(fx / "scienceqa")
+    _mme(fx / "mme")
+    _pope(fx / "pope")
+    save_tiny("llava", fx / "model")
+    out = fx / "bench"
+    assert main(_argv(fx, out)) == 0
+    return fx, out
+
+
+def test_bench_runs_every_row_and_reports(bench):
+    _, out = bench
+    runs = {p.stem: json.loads(p.read_text()) for p in (out / "runs").glob("*.json")}
+    assert set(runs) == {"scienceqa__last__seed0", "scienceqa__last_wise_ft_alpha=0.5__seed0",
+                         "scienceqa__lora_r=4_alpha=8_replay_fraction=0.5__seed0"}
+    for r in runs.values():
+        assert r["E"] == pytest.approx(r["target_score"] - r["target_zero_shot"])
+        assert r["F"] == pytest.approx(r["seen_after"]["mme"] - r["seen_before"]["mme"])
+        assert r["O"] == pytest.approx(r["E"] + r["F"])
+    lora = runs["scienceqa__lora_r=4_alpha=8_replay_fraction=0.5__seed0"]
+    assert 0 < lora["trainable_params"] < runs["scienceqa__last__seed0"]["trainable_params"]
+    assert runs["scienceqa__last_wise_ft_alpha=0.5__seed0"]["kind"] == "wise_ft"
+    # Only the WiSE-FT source keeps its weights on disk.
+    assert [p.name for p in (out / "work").iterdir()] == ["scienceqa__last__seed0"]
+    base = json.loads((out / "base.json").read_text())
+    assert set(base["scores"]) == {"scienceqa", "mme"}
+    table = (out / "report.md").read_text()
+    assert "| last+wise_ft(alpha=0.5)" in table and "**Recommendation for scienceqa:" in table
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_resumes_without_retraining(bench, monkeypatch):
+    import mmtune.eval.runner
+    import mmtune.recipes.sft
+
+    fx, out = bench
+    calls = {"train": 0, "eval": 0}
+    train, evaluate = mmtune.recipes.sft.train_sft, mmtune.eval.runner.evaluate
+
+    def counting_train(*args, **kwargs):
+        calls["train"] += 1
+        return train(*args, **kwargs)
+
+    def counting_eval(*args, **kwargs):
+        calls["eval"] += 1
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(mmtune.recipes.sft, "train_sft", counting_train)
+    monkeypatch.setattr(mmtune.eval.runner, "evaluate", counting_eval)
+    assert main(_argv(fx, out)) == 0
+    assert calls == {"train": 0, "eval": 0}  # base and every run finished before
+    (out / "runs" / "scienceqa__lora_r=4_alpha=8_replay_fraction=0.5__seed0.json").unlink()
+    assert main(_argv(fx, out)) == 0
+    assert calls == {"train": 1, "eval": 1}
+    assert len(list((out / "runs").glob("*.json"))) == 3
+
+
+def test_bench_report_only_and_changed_settings(bench, capsys):
+    fx, out = bench
+    (out / "report.md").unlink()
+    assert main(["bench", "--report", str(out)]) == 0
+    assert (out / "report.md").exists() and "scienceqa" in capsys.readouterr().out
+    # Same output folder, different training: refuse instead of mixing incomparable runs.
+    argv = _argv(fx, out) + ["--set", "training.max_steps=3"]
+    assert main(argv) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_bench_merges_the_targets_task_vectors(bench, tmp_path):
+    fx, _ = bench
+    sqa, mme, pope = fx / "scienceqa", fx / "mme", fx / "pope"
+    out = tmp_path / "merge"
+    argv = _argv(fx, out) + [
+        "--strategies", "last;last+merge(method=ties, density=0.5)",
+        "--set", (f"targets=[{{name: scienceqa, task: scienceqa, task_args: {{root: {sqa}}}, "
+                  f"train: {sqa}/train.json, root: {sqa}}}, {{name: mme, task: mme, task_args: {{root: {mme}}}, "
+                  f"metric: accuracy, train: {mme}/train.json, root: {mme}}}]"),
+        "--set", f"seen=[{{name: pope, task: pope, task_args: {{root: {pope}}}, metric: accuracy}}]",
+    ]
+    assert main(argv) == 0
+    merged = [json.loads(p.read_text()) for p in (out / "runs").glob("*merge*.json")]
+    assert sorted(r["target"] for r in merged) == ["mme", "scienceqa"]
+    assert {r["kind"] for r in merged} == {"merge"}
+    # One merged model, scored once on the seen set: both records share its seen scores.
+    assert merged[0]["seen_after"] == merged[1]["seen_after"]
+    assert (out / "evals" / "merged__last_merge_method=ties_density=0.5__seed0" / "results.json").exists()

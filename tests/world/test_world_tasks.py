@@ -1,0 +1,125 @@
+"""World tasks: the registry contract, split disjointness, references per kind, the tokenizer."""
+import hashlib
+import io
+
+import pytest
+
+from mmtune.world.tasks import KINDS, SPLITS, WORLD_TASKS, downstream_tasks, seen_tasks, text_only_instructions
+from mmtune.world.tokenizer import world_tokenizer
+
+# Reference keys each kind's evaluation reads from Sample.meta.
+REQUIRED_META = {
+    "caption": {"captions"}, "vqa": {"answers", "answer"}, "exact_match": {"answer"},
+    "mme": {"answer", "category", "image_id"}, "pope": {"answer", "pope_split"},
+    "multiple_choice": {"answer", "choices"}, "counting": {"answer"}, "grounding": {"answer", "box"},
+    "yesno": {"answer"},
+}
+
+
+def image_hash(image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return hashlib.sha1(buf.getvalue()).hexdigest()
+
+
+def test_registry_has_seen_and_downstream_tasks():
+    assert {t.name for t in seen_tasks()} == {"caption", "vqa", "gqa", "ocr", "mme", "pope"}
+    assert {t.name for t in downstream_tasks()} == {"sciqa", "iconqa", "refcoco", "itm", "rsvqa"}
+    for task in WORLD_TASKS.values():
+        assert task.kind in KINDS and 0 <= task.chance <= 100
+
+
+@pytest.mark.parametrize("name", sorted(WORLD_TASKS))
+def test_samples_carry_the_references_of_their_kind(name):
+    task = WORLD_TASKS[name]
+    samples = task.samples("val", 12, seed=1)
+    assert len(samples) == 12 and len({s.id for s in samples}) == 12
+    for s in samples:
+        assert REQUIRED_META[task.kind] <= set(s.meta) and s.meta["task"] == name
+        assert [m["role"] for m in s.messages] == ["user", "assistant"]
+        assert s.num_image_parts == len(s.images) == 1
+        assert s.text_of("assistant") == [s.meta["answer"]]
+        if task.kind == "vqa":
+            assert len(s.meta["answers"]) == 10 and s.meta["answers"].count(s.meta["answer"]) == 8
+        if task.kind == "multiple_choice":
+            assert len(s.meta["choices"]) == 4 and s.meta["answer"] in "ABCD"
+        if task.kind == "grounding":
+            x1, y1, x2, y2 = s.meta["box"]
+            assert 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1
+            assert s.meta["answer"] == "[" + ", ".join(f"{v:.2f}" for v in s.meta["box"]) + "]"
+
+
+def test_mme_and_pope_pair_one_yes_and_one_no_per_image():
+    for name in ("mme", "pope"):
+        samples = WORLD_TASKS[name].samples("test", 40)
+        by_image = {}
+        for s in samples:
+            by_image.setdefault(s.meta["image_id"], []).append(s.meta["answer"])
+        assert all(sorted(a) == ["no", "yes"] for a in by_image.values())
+    pope = WORLD_TASKS["pope"].samples("test", 60)
+    assert {s.meta["pope_split"] for s in pope} == {"random", "popular", "adversarial"}
+
+
+def test_binary_downstream_tasks_are_balanced():
+    for name in ("itm", "rsvqa"):
+        answers = [s.meta["answer"] for s in WORLD_TASKS[name].samples("train", 200)]
+        assert 0.35 < answers.count("yes") / len(answers) < 0.65
+
+
+@pytest.mark.parametrize("name", ["vqa", "pope", "refcoco", "rsvqa"])
+def test_no_image_is_shared_across_splits(name):
+    hashes = {split: {image_hash(s.images[0]) for s in WORLD_TASKS[name].samples(split, 60)} for split in SPLITS}
+    assert not hashes["train"] & hashes["val"]
+    assert not hashes["train"] & hashes["test"]
+    assert not hashes["val"] & hashes["test"]
+
+
+def test_tokenizer_round_trips_every_world_text_without_unknown_tokens():
+    tok = world_tokenizer()
+    samples = [s for t in WORLD_TASKS.values() for s in t.samples("train", 30, seed=2)] + text_only_instructions(30)
+    for s in samples:
+        for role in ("user", "assistant"):
+            for text in s.text_of(role):
+                ids = tok(text, add_special_tokens=False).input_ids
+                assert tok.unk_token_id not in ids, (s.id, text)
+                assert tok.decode(ids) == text
+
+
+def test_generation_prompt_is_a_token_prefix_of_the_training_text():
+    """The answer's first token is the same at training and at generation time."""
+    from mmtune.world.tokenizer import world_processor
+
+    processor = world_processor()
+    s = WORLD_TASKS["vqa"].samples("train", 1)[0]
+    full = processor.tokenizer(processor.apply_chat_template(s.messages, tokenize=False)).input_ids
+    prompt = processor.tokenizer(
+        processor.apply_chat_template(s.prompt_messages(), tokenize=False, add_generation_prompt=True)).input_ids
+    assert full[: len(prompt)] == prompt
+    answer = processor.tokenizer.decode(full[len(prompt):], skip_special_tokens=True).strip()
+    assert answer == s.meta["answer"]
+
+
+def test_text_only_instructions_have_no_images():
+    samples = text_only_instructions(10, seed=0)
+    assert all(not s.images and s.num_image_parts == 0 for s in samples)
+    assert samples[0].messages == text_only_instructions(1, seed=0)[0].messages
+
+
+def test_grounding_chance_is_the_best_constant_box():
+    import numpy as np
+
+    from mmtune.world.tasks.downstream import GROUNDING_CHANCE
+
+    boxes = np.array([s.meta["box"] for s in WORLD_TASKS["refcoco"].samples("test", 600)])
+
+    def hit_rate(b):
+        iw = np.clip(np.minimum(b[2], boxes[:, 2]) - np.maximum(b[0], boxes[:, 0]), 0, None)
+        ih = np.clip(np.minimum(b[3], boxes[:, 3]) - np.maximum(b[1], boxes[:, 1]), 0, None)
+        inter = iw * ih
+        union = (b[2] - b[0]) * (b[3] - b[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
+        return 100 * (inter / union >= 0.5).mean()
+
+    # Objects sit in 16 px cells, so the best constant box is a cell-centred one of an object size.
+    best = max(hit_rate(np.array([c - w / 2, r - w / 2, c + w / 2, r + w / 2]))
+               for c in (0.125, 0.375, 0.625, 0.875) for r in (0.125, 0.375, 0.625, 0.875) for w in (0.16, 0.2))
+    assert abs(best - GROUNDING_CHANCE) < 3
