@@ -122,13 +122,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "world_preset": "quick",
         "targets": ["sciqa", "rsvqa"],  # rsvqa lives in the shifted aerial domain
-        "seen": ["vqa", "gqa", _MME],
+        "seen": ["vqa", "gqa", "ocr", _MME, "pope"],
         "strategies": _ROWS,
         "seeds": [0],
-        "n_train": 64,
-        "n_test": 24,
+        "n_train": 200,
+        "n_test": 100,
         "lr": _LR,
-        "training": {"max_steps": 12, "batch_size": 8, "warmup_ratio": 0.0, "logging_steps": 4},
+        "training": {"max_steps": 48, "batch_size": 8, "warmup_ratio": 0.0, "logging_steps": 8},
     },
     "full": {
         "world_preset": "full",

@@ -70,6 +70,9 @@ class TrainingConfig:
         default=0.0, metadata={"help": "L2-SP: weight of ||w - w_init||^2 over trainable weights (anti-forgetting)"}
     )
     group_by_length: bool = field(default=False, metadata={"help": "batch samples of similar length together"})
+    dataloader_workers: int = field(
+        default=0, metadata={"help": "processes that collate batches (image loading, tokenization) beside training"}
+    )
 
     def __post_init__(self) -> None:
         positive = {"lr": self.lr, "batch_size": self.batch_size, "grad_accum": self.grad_accum,
@@ -83,7 +86,7 @@ class TrainingConfig:
             raise ValueError(f"training.lr_scheduler={self.lr_scheduler!r} is unknown; use one of {', '.join(SCHEDULERS)}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"training.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        for name in ("weight_decay", "l2sp", "save_steps"):
+        for name in ("weight_decay", "l2sp", "save_steps", "dataloader_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"training.{name} must be >= 0, got {getattr(self, name)}")
         if self.max_length is not None and self.max_length <= 0:
@@ -179,6 +182,7 @@ def _training_arguments(training: TrainingConfig, output_dir: Path) -> TrainingA
         # Without it, a CPU-only torchrun/accelerate launch trains N independent copies, not DDP.
         use_cpu=not _has_accelerator(),
         dataloader_pin_memory=torch.cuda.is_available(),
+        dataloader_num_workers=training.dataloader_workers,
         disable_tqdm=False,
         # Frozen groups (the vision tower under most strategies) get no gradients; DDP must not wait.
         ddp_find_unused_parameters=True,

@@ -3,10 +3,12 @@ Llama with grouped-query attention), so every tool that loads LLaVA loads it unc
 from __future__ import annotations
 
 import torch
+from torch import nn
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
 from mmtune.world.scenes import IMAGE_SIZE
 from mmtune.world.tokenizer import IMAGE, PATCH_SIZE, world_tokenizer
+from mmtune.world.vision import init_feature_extractor
 
 # Sizes per preset: (vision hidden, vision layers, text hidden, text layers, text heads, kv heads).
 PRESETS: dict[str, dict[str, int]] = {
@@ -46,9 +48,16 @@ def tiny_model_config(preset: str = "tiny", projector: str = "mlp") -> LlavaConf
 
 
 def build_base_model(preset: str = "tiny", seed: int = 0, projector: str = "mlp") -> LlavaForConditionalGeneration:
-    """A randomly initialised world model (seeded), with generation set to stop at ``<|im_end|>``."""
+    """The world model before pre-training (seeded): a fixed informative vision encoder (see
+    ``world.vision``), random projector and language model; generation stops at ``<|im_end|>``."""
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(tiny_model_config(preset, projector))
+    init_feature_extractor(model.model.vision_tower, seed)
+    # Projector at fan-in scale with zero bias: image features start O(1) and image-dependent,
+    # rather than a near-constant prefix the language model learns to ignore.
+    for linear in (model.model.multi_modal_projector.linear_1, model.model.multi_modal_projector.linear_2):
+        nn.init.normal_(linear.weight, std=linear.in_features ** -0.5)
+        nn.init.zeros_(linear.bias)
     tokenizer = world_tokenizer()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id

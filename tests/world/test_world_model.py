@@ -40,3 +40,29 @@ def test_model_trains_saves_and_reloads_with_auto_class(tmp_path):
 def test_same_seed_same_weights():
     a, b = build_base_model("tiny", seed=3), build_base_model("tiny", seed=3)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_vision_encoder_starts_as_a_shape_and_colour_detector():
+    # The built-in encoder stands in for a pre-trained one (world.vision): each colour-agnostic
+    # shape filter must respond most to its own shape, in any colour, and not at all to background.
+    from PIL import Image, ImageDraw
+
+    from mmtune.world import scenes
+
+    model, processor = build_base_model("tiny", seed=0), world_processor()
+    conv = model.model.vision_tower.embeddings.patch_embedding
+    side, off = scenes.SIZES["large"], (scenes.CELL - scenes.SIZES["large"]) // 2
+    for colour in ("red", "yellow", "blue"):
+        responses = []
+        for shape in scenes.SHAPES:
+            image = Image.new("RGB", (64, 64), scenes.BACKGROUND)
+            scenes._draw_shape(ImageDraw.Draw(image), shape, (off, off, off + side, off + side), scenes.COLOURS[colour])
+            pixels = processor.image_processor(images=image, return_tensors="pt")["pixel_values"]
+            with torch.no_grad():
+                patch = conv(pixels)[0, : len(scenes.SHAPES), 0, 0]  # the object's patch, shape filters
+            responses.append(patch)
+        responses = torch.stack(responses)  # [drawn shape, filter]
+        assert torch.equal(responses.argmax(dim=1), torch.arange(len(scenes.SHAPES))), colour
+    blank = processor.image_processor(images=Image.new("RGB", (64, 64), scenes.BACKGROUND), return_tensors="pt")
+    with torch.no_grad():
+        assert conv(blank["pixel_values"])[0, : len(scenes.SHAPES)].abs().max() < 1e-2
