@@ -207,3 +207,13 @@ def test_llama_adapter_matches_peft_adaption_prompt_on_plain_llama():
         block.prompt.copy_(attn.adaption_prompt[0])
     ids = torch.randint(0, 100, (2, 7))
     torch.testing.assert_close(ours(input_ids=ids).logits, theirs(input_ids=ids).logits, atol=1e-6, rtol=0)
+
+
+def test_prompt_vectors_start_at_the_embedding_table_scale(tiny):
+    # Soft prompts initialised far off the token-embedding scale wreck a pre-trained model before
+    # step 0 (seen: loss 3.5 -> 9.8 on the world base with PEFT's N(0, 1) default).
+    t = tiny("llava")
+    word_std = t.model.get_input_embeddings().weight.std().item()
+    model, _ = apply_strategy(t.model, "prompt(n=8)", t.groups)
+    prompt_std = model.prompt_encoder["default"].embedding.weight.std().item()
+    assert 0.5 * word_std < prompt_std < 2.0 * word_std
