@@ -125,10 +125,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "seen": ["vqa", "gqa", "ocr", _MME, "pope"],
         "strategies": _ROWS,
         "seeds": [0],
-        "n_train": 200,
+        "n_train": 1000,
         "n_test": 100,
         "lr": _LR,
-        "training": {"max_steps": 48, "batch_size": 8, "warmup_ratio": 0.0, "logging_steps": 8},
+        "training": {"max_steps": 160, "batch_size": 16, "warmup_ratio": 0.03, "logging_steps": 20},
     },
     "full": {
         "world_preset": "full",
