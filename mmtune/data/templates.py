@@ -10,6 +10,8 @@ import random
 import string
 from dataclasses import dataclass
 
+from mmtune.registry import Registry
+
 SHORT_ANSWER_SUFFIX = "Answer the question using a single word or phrase."
 CHOICE_SUFFIX = "Answer with the option's letter from the given choices directly."
 YES_NO_SUFFIX = "Answer yes or no."
@@ -24,20 +26,15 @@ class TemplatePool:
     suffix: str = ""
 
 
-_POOLS: dict[str, TemplatePool] = {}
+_POOLS: Registry[TemplatePool] = Registry("template pool")
 
 
 def register_pool(pool: TemplatePool) -> TemplatePool:
-    if pool.name in _POOLS:
-        raise ValueError(f"template pool {pool.name!r} is already registered")
-    _POOLS[pool.name] = pool
-    return pool
+    return _POOLS.register(pool.name, pool)
 
 
 def get_pool(name: str) -> TemplatePool:
-    if name not in _POOLS:
-        raise KeyError(f"unknown template pool {name!r}; known: {', '.join(sorted(_POOLS))}")
-    return _POOLS[name]
+    return _POOLS.lookup(name)
 
 
 def list_pools() -> list[str]:

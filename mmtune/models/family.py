@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from mmtune.registry import Registry
+
 # The groups every family resolves. ``language_layers`` is an indexable ModuleList of decoder layers.
 GROUPS = ("vision_encoder", "projector", "embeddings", "language_layers", "language_norm", "lm_head")
 
@@ -38,14 +40,11 @@ class ModelFamily:
         return {g: getattr(self, g) for g in GROUPS}
 
 
-_FAMILIES: dict[str, ModelFamily] = {}
+_FAMILIES: Registry[ModelFamily] = Registry("model family")
 
 
 def register_family(family: ModelFamily) -> ModelFamily:
-    if family.name in _FAMILIES:
-        raise ValueError(f"model family {family.name!r} is already registered")
-    _FAMILIES[family.name] = family
-    return family
+    return _FAMILIES.register(family.name, family)
 
 
 def families() -> dict[str, ModelFamily]:
@@ -55,10 +54,8 @@ def families() -> dict[str, ModelFamily]:
 
 
 def get_family(name: str) -> ModelFamily:
-    fams = families()
-    if name not in fams:
-        raise KeyError(f"unknown model family {name!r}; known: {', '.join(sorted(fams))}")
-    return fams[name]
+    families()  # registers the built-in families
+    return _FAMILIES.lookup(name)
 
 
 class GroupNotFoundError(LookupError):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from mmtune.data.sample import Sample, assistant_turn, user_turn
+from mmtune.registry import Registry
 from mmtune.world.scenes import Scene, render
 
 SPLITS = ("train", "val", "test")
@@ -76,20 +77,15 @@ def _split_of(scene: Scene) -> str:
     return next(s for s, r in _BUCKETS.items() if bucket in r)
 
 
-WORLD_TASKS: dict[str, WorldTask] = {}
+WORLD_TASKS: Registry[WorldTask] = Registry("world task")
 
 
 def register_world_task(task: WorldTask) -> WorldTask:
-    if task.name in WORLD_TASKS:
-        raise ValueError(f"world task {task.name!r} is already registered")
-    WORLD_TASKS[task.name] = task
-    return task
+    return WORLD_TASKS.register(task.name, task)
 
 
 def get_world_task(name: str) -> WorldTask:
-    if name not in WORLD_TASKS:
-        raise KeyError(f"unknown world task {name!r}; known: {', '.join(sorted(WORLD_TASKS))}")
-    return WORLD_TASKS[name]
+    return WORLD_TASKS.lookup(name)
 
 
 def seen_tasks() -> list[WorldTask]:
