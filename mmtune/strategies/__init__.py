@@ -3,8 +3,7 @@
 Names are resolved lazily (PEP 562) so ``mmtune --help`` and ``mmtune strategies`` do not import
 torch and transformers.
 """
-from importlib import import_module
-from typing import Any
+from mmtune.lazy import lazy_exports
 
 _EXPORTS = {
     "apply_strategy": "mmtune.strategies.apply",
@@ -23,8 +22,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'mmtune.strategies' has no attribute {name!r}")
-    return getattr(import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

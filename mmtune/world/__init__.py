@@ -5,8 +5,7 @@ Names resolve lazily so importing ``mmtune.world`` (e.g. for the CLI) does not l
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mmtune.lazy import lazy_exports
 
 _EXPORTS = {
     "Scene": "mmtune.world.scenes",
@@ -27,8 +26,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'mmtune.world' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
