@@ -59,6 +59,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "rsvqa_compare": ("Are there more buildings than fields in this aerial image?",),
     "text_repeat": ("Repeat these words: {words}.",),
     "text_pick": ("Which of these is a {category}: {a} or {b}?",),
+    "text_yes_no": ("Is {word} a {category}?",),
 }
 SIDES = ("left", "right")
 EDGES = ("top", "bottom")

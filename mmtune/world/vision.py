@@ -42,8 +42,9 @@ def _shape_templates(cell: int) -> dict[str, np.ndarray]:
 
 
 def init_feature_extractor(vision_tower: nn.Module, seed: int = 0) -> int:
-    """Set a CLIP vision tower's patch filters to colour and (shape, colour) detectors; returns
-    how many filters were designed (the rest stay small and random)."""
+    """Set a CLIP vision tower's patch filters to colour and (shape, colour) detectors and its
+    position embeddings to grid column/row codes; returns how many channels were designed (the
+    rest stay small and random)."""
     conv = vision_tower.embeddings.patch_embedding
     out_ch, _, cell, _ = conv.weight.shape
     gen = torch.Generator().manual_seed(seed)
@@ -64,8 +65,31 @@ def init_feature_extractor(vision_tower: nn.Module, seed: int = 0) -> int:
         weight[i] = torch.from_numpy(np.einsum("c,hw->chw", direction, spatial))
     with torch.no_grad():
         conv.weight.copy_(weight.to(conv.weight.dtype))
+        k += _design_positions(vision_tower.embeddings.position_embedding.weight, first=k)
         for layer in vision_tower.encoder.layers:
             for linear in (layer.self_attn.out_proj, layer.mlp.fc2):
                 linear.weight.zero_()
                 linear.bias.zero_()
     return k
+
+
+def _design_positions(weight: torch.Tensor, first: int, scale: float = 10.0) -> int:
+    """Position embeddings that say which grid column and row a patch is in: one-hot each, then
+    (where two channels are left) a column and a row ramp from -1 to 1, so "left of" is a linear
+    comparison; in the channels from ``first`` on, CLIP's CLS position 0 stays zero. Random ones,
+    as initialised, are ~50x smaller than the patch filters' responses, so "is the circle left of
+    the star?" had nothing to compare. Returns how many channels it used (0 if none fit)."""
+    side = round((weight.shape[0] - 1) ** 0.5)
+    if first + 2 * side > weight.shape[1]:
+        return 0
+    ramps = first + 2 * side + 2 <= weight.shape[1]
+    weight.zero_()
+    half = (side - 1) / 2
+    for patch in range(side * side):
+        row, col = divmod(patch, side)
+        weight[1 + patch, first + col] = scale
+        weight[1 + patch, first + side + row] = scale
+        if ramps:
+            weight[1 + patch, first + 2 * side] = scale * (col - half) / half
+            weight[1 + patch, first + 2 * side + 1] = scale * (row - half) / half
+    return 2 * side + 2 * ramps

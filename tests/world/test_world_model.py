@@ -66,3 +66,28 @@ def test_vision_encoder_starts_as_a_shape_and_colour_detector():
     blank = processor.image_processor(images=Image.new("RGB", (64, 64), scenes.BACKGROUND), return_tensors="pt")
     with torch.no_grad():
         assert conv(blank["pixel_values"])[0, : len(scenes.SHAPES)].abs().max() < 1e-2
+
+
+def test_position_embeddings_code_the_grid_column_and_row():
+    # Without them "is the circle left of the star?" had nothing to compare (world.vision).
+    from mmtune.world import scenes
+
+    model = build_base_model("tiny", seed=0)
+    pos = model.model.vision_tower.embeddings.position_embedding.weight.detach()
+    first = len(scenes.SHAPES) + len(scenes.COLOURS) * (1 + len(scenes.SHAPES))  # after the patch filters
+    grid = scenes.IMAGE_SIZE // scenes.CELL
+    assert torch.equal(pos[0], torch.zeros_like(pos[0]))  # CLS
+    for patch in range(grid * grid):
+        row, col = divmod(patch, grid)
+        code = pos[1 + patch]
+        assert code[first:first + grid].argmax() == col and code[first + grid:first + 2 * grid].argmax() == row
+        assert abs(code[first + 2 * grid] - (col - 1.5) / 1.5 * code[first + col]) < 1e-5  # the column ramp
+        assert code[: first].abs().max() == 0
+
+
+def test_language_model_starts_at_fan_in_scale():
+    model = build_base_model("tiny", seed=0)
+    q = model.model.language_model.layers[0].self_attn.q_proj.weight
+    down = model.model.language_model.layers[0].mlp.down_proj.weight
+    assert abs(q.std().item() - q.shape[1] ** -0.5) < 0.01 and abs(down.std().item() - down.shape[1] ** -0.5) < 0.01
+    assert abs(model.model.language_model.embed_tokens.weight.std().item() - 0.5) < 0.02

@@ -123,3 +123,41 @@ def test_grounding_chance_is_the_best_constant_box():
     best = max(hit_rate(np.array([c - w / 2, r - w / 2, c + w / 2, r + w / 2]))
                for c in (0.125, 0.375, 0.625, 0.875) for r in (0.125, 0.375, 0.625, 0.875) for w in (0.16, 0.2))
     assert abs(best - GROUNDING_CHANCE) < 3
+
+
+def test_mme_position_answers_are_true_to_the_scene_and_have_no_side_shortcut():
+    # The first version always named the left object first, so "left" meant "yes" without looking.
+    import random
+    import re
+
+    from mmtune.world.tasks.seen import make_mme
+
+    rng, yes_sides = random.Random(0), set()
+    checked = 0
+    while checked < 40:
+        made = make_mme(rng)
+        if made is None or made[1][0].meta["category"] != "position":
+            continue
+        scene, items = made
+        for item in items:
+            a, side, b = re.match(r"Is the (\w+) on the (\w+) of the (\w+)\?", item.prompt).groups()
+            xa, xb = (next(o.centre[0] for o in scene.objects if o.kind == k) for k in (a, b))
+            assert item.answer == ("yes" if (xa < xb) == (side == "left") else "no"), item.prompt
+            if item.answer == "yes":
+                yes_sides.add(side)
+        checked += 1
+    assert yes_sides == {"left", "right"}
+
+
+def test_text_only_yes_no_questions_answer_by_word_category():
+    from mmtune.world.scenes import COLOURS, SHAPES
+
+    seen = set()
+    for s in text_only_instructions(200, seed=0):
+        prompt, answer = s.messages[0]["content"][0]["text"], s.messages[1]["content"][0]["text"]
+        if prompt.endswith("Please answer yes or no."):
+            word, category = prompt.split("?")[0].split()[1], prompt.split("?")[0].split()[-1]
+            assert word in COLOURS or word in SHAPES
+            assert answer == ("yes" if (word in COLOURS) == (category == "colour") else "no"), prompt
+            seen.add(answer)
+    assert seen == {"yes", "no"}

@@ -118,8 +118,9 @@ def make_mme(rng: random.Random):
     elif category == "position":
         if (pair := side_pair(rng, scene)) is None:
             return None
-        left, right = pair
-        yes, no = fmt(a=left.kind, side="left", b=right.kind), fmt(a=left.kind, side="right", b=right.kind)
+        a, b = pair if rng.random() < 0.5 else pair[::-1]  # "a" on either side: no shortcut
+        side = "left" if a is pair[0] else "right"
+        yes, no = fmt(a=a.kind, side=side, b=b.kind), fmt(a=a.kind, side=SIDES[side == "left"], b=b.kind)
     else:
         other = rng.choice([w for w in WORDS if w != scene.word])
         yes, no = fmt(word=scene.word), fmt(word=other)
