@@ -22,7 +22,7 @@ from pathlib import Path
 from mmtune.files import atomic_write_json, mmtune_home
 from mmtune.recipes.sft import FINAL_DIR, TrainingConfig, train_sft
 
-WORLD_VERSION = 2  # bump when scene rendering or task generation changes what a seed produces
+WORLD_VERSION = 3  # bump when scene rendering or task generation changes what a seed produces
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class PretrainPreset:
 
 PRESETS: dict[str, PretrainPreset] = {
     # quick: a few minutes on 2 CPU cores; the base every test-sized experiment uses.
-    "quick": PretrainPreset("tiny", 3000, 750, 30, 1e-3, 2300, 1.5e-3, 32),
+    "quick": PretrainPreset("tiny", 3000, 750, 30, 1e-3, 2100, 1.5e-3, 32),
     "full": PretrainPreset("small", 10000, 3000, 200, 1e-3, 8000, 1e-3, 32),
 }
 
@@ -52,31 +52,36 @@ def _preset(name: str) -> PretrainPreset:
     return PRESETS[name]
 
 
-def settings_hash(preset: str) -> str:
+def settings_hash(preset: str, *, projector: str = "mlp") -> str:
     """A short hash of the world, model and recipe settings a base model depends on."""
     from mmtune.world.language import vocabulary
     from mmtune.world.model import tiny_model_config
 
     p = _preset(preset)
-    blob = json.dumps({
+    settings = {
         "world": WORLD_VERSION,
         "vocabulary": vocabulary(),
-        "model": tiny_model_config(p.model).to_dict(),
+        "model": tiny_model_config(p.model, projector).to_dict(),
         "recipe": dataclasses.asdict(p),
-    }, sort_keys=True, default=str)
+    }
+    if projector != "mlp":  # only then, so the default bases already trained keep their key
+        settings["projector"] = projector
+    blob = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
 
-def base_model_dir(preset: str = "quick", seed: int = 0) -> Path:
-    return mmtune_home() / "world" / "base" / f"{preset}-seed{seed}-{settings_hash(preset)}"
+def base_model_dir(preset: str = "quick", seed: int = 0, *, projector: str = "mlp") -> Path:
+    """Where the base for (preset, seed, projector) lives; a non-default projector is in the name."""
+    name = preset if projector == "mlp" else f"{preset}-{projector}"
+    return mmtune_home() / "world" / "base" / f"{name}-seed{seed}-{settings_hash(preset, projector=projector)}"
 
 
-def ensure_base_model(preset: str = "quick", seed: int = 0, *, force: bool = False) -> Path:
-    """The pre-trained base for (preset, seed): reused when present, else trained and saved."""
-    out = base_model_dir(preset, seed)
+def ensure_base_model(preset: str = "quick", seed: int = 0, *, force: bool = False, projector: str = "mlp") -> Path:
+    """The pre-trained base for (preset, seed, projector): reused when present, else trained and saved."""
+    out = base_model_dir(preset, seed, projector=projector)
     if (out / "config.json").is_file() and not force:
         return out
-    return pretrain(preset, seed, out)
+    return pretrain(preset, seed, out, projector=projector)
 
 
 def pretrain_samples(preset: str, seed: int) -> tuple[list, list]:
@@ -92,8 +97,10 @@ def pretrain_samples(preset: str, seed: int) -> tuple[list, list]:
     return captions, mix + text_only_instructions(p.text_only, seed)
 
 
-def pretrain(preset: str, seed: int, out_dir: Path) -> Path:
-    """Run both stages and move the result to ``out_dir`` (atomically: a crash leaves no base)."""
+def pretrain(preset: str, seed: int, out_dir: Path, *, projector: str = "mlp") -> Path:
+    """Run both stages and move the result to ``out_dir`` (atomically: a crash leaves no base).
+
+    ``projector`` is the world model's (``world.model.PROJECTORS``): "mlp" or "resampler"."""
     from mmtune.world.model import build_base_model
     from mmtune.world.tokenizer import world_processor
 
@@ -101,7 +108,7 @@ def pretrain(preset: str, seed: int, out_dir: Path) -> Path:
     work = out_dir.with_name(out_dir.name + ".work")
     shutil.rmtree(work, ignore_errors=True)
     start = time.perf_counter()
-    model, processor = build_base_model(p.model, seed), world_processor()
+    model, processor = build_base_model(p.model, seed, projector), world_processor()
     captions, mix = pretrain_samples(preset, seed)
 
     def stage(name: str, samples: list, strategy: str, steps: int, lr: float):
@@ -116,7 +123,8 @@ def pretrain(preset: str, seed: int, out_dir: Path) -> Path:
     instruct = stage("instruct", mix, "llm+projector", p.instruct_steps, p.lr)
     seconds = time.perf_counter() - start
     atomic_write_json(work / "instruct" / FINAL_DIR / "pretrain.json", {
-        "preset": preset, "seed": seed, "settings_hash": settings_hash(preset),
+        "preset": preset, "seed": seed, "projector": projector,
+        "settings_hash": settings_hash(preset, projector=projector),
         "recipe": dataclasses.asdict(p), "seconds": seconds,
         "align_losses": align.losses, "instruct_losses": instruct.losses,
     })

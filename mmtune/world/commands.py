@@ -8,6 +8,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("pretrain", help="pre-train (or reuse) the built-in world base model")
     p.add_argument("--preset", default="quick", choices=("quick", "full"), help="size and length of pre-training")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--projector", default="mlp", choices=("mlp", "resampler"),
+                   help="world model projector: LLaVA's MLP, or learnable queries cross-attending to the patches")
     p.add_argument("--force", action="store_true", help="train again even if this base exists")
     p.add_argument("--eval-n", type=int, default=100, help="test samples per world task in the final table")
     p.set_defaults(func=_pretrain)
@@ -32,9 +34,9 @@ def _pretrain(args: argparse.Namespace) -> int:
     from mmtune.models import load_model
     from mmtune.world.tasks import WORLD_TASKS
 
-    path = ensure_base_model(args.preset, args.seed, force=args.force)
+    path = ensure_base_model(args.preset, args.seed, force=args.force, projector=args.projector)
     print(f"base model: {path}")
-    loaded = load_model(path)  # the base is a plain transformers checkpoint
+    loaded = load_model(path)  # a transformers checkpoint (the resampler's classes register on import)
     # Seen tasks should be well above chance, downstream ones (never trained on) near it.
     tasks = [get_task(f"world_{t.name}", split="test", n=args.eval_n, seed=args.seed) for t in WORLD_TASKS.values()]
     results = evaluate(loaded.model, loaded.processor, tasks, batch_size=50, out_dir=path / "eval")
