@@ -165,3 +165,23 @@ def test_bench_merges_the_targets_task_vectors(bench, tmp_path):
     # One merged model, scored once on the seen set: both records share its seen scores.
     assert merged[0]["seen_after"] == merged[1]["seen_after"]
     assert (out / "evals" / "merged__last_merge_method=ties_density=0.5__seed0" / "results.json").exists()
+
+
+def test_bench_over_two_seeds_reports_mean_and_std(bench, tmp_path):
+    # What the full preset does (several seeds): each seed is its own run, the row is mean ± std.
+    import statistics
+
+    fx, _ = bench
+    out = tmp_path / "seeds"
+    argv = _argv(fx, out)
+    argv[argv.index("--strategies") + 1] = "last"
+    assert main(argv + ["--set", "seeds=[0, 1]"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    runs = [r for r in results["runs"] if r["target"] == "scienceqa" and r["strategy"] == "last"]
+    assert sorted(r["seed"] for r in runs) == [0, 1]
+    row = results["summary"]["scienceqa"]["last"]
+    assert row["seeds"] == [0, 1]
+    for key in ("E", "F", "O"):
+        values = [r[key] for r in runs]
+        assert row[key] == pytest.approx([statistics.mean(values), statistics.stdev(values)])
+    assert "±" in (out / "report.md").read_text()
