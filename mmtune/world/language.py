@@ -60,6 +60,8 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "text_repeat": ("Repeat these words: {words}.",),
     "text_pick": ("Which of these is a {category}: {a} or {b}?",),
     "text_yes_no": ("Is {word} a {category}?",),
+    "text_contains": ("Does this list contain a {category}? List: {words}.",),
+    "text_count": ("How many words are in this list? List: {words}.",),
 }
 SIDES = ("left", "right")
 EDGES = ("top", "bottom")

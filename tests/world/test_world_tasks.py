@@ -149,15 +149,22 @@ def test_mme_position_answers_are_true_to_the_scene_and_have_no_side_shortcut():
     assert yes_sides == {"left", "right"}
 
 
-def test_text_only_yes_no_questions_answer_by_word_category():
+def test_text_only_yes_no_and_count_answers_are_true():
+    import re
+
     from mmtune.world.scenes import COLOURS, SHAPES
 
-    seen = set()
-    for s in text_only_instructions(200, seed=0):
+    members = {"colour": set(COLOURS), "shape": set(SHAPES)}
+    kinds = set()
+    for s in text_only_instructions(300, seed=0):
         prompt, answer = s.messages[0]["content"][0]["text"], s.messages[1]["content"][0]["text"]
-        if prompt.endswith("Please answer yes or no."):
-            word, category = prompt.split("?")[0].split()[1], prompt.split("?")[0].split()[-1]
-            assert word in COLOURS or word in SHAPES
-            assert answer == ("yes" if (word in COLOURS) == (category == "colour") else "no"), prompt
-            seen.add(answer)
-    assert seen == {"yes", "no"}
+        if m := re.match(r"Is (\w+) a (\w+)\? Please answer yes or no\.$", prompt):
+            kinds.add(("word", answer))
+            assert answer == ("yes" if m[1] in members[m[2]] else "no"), prompt
+        elif m := re.match(r"Does this list contain a (\w+)\? List: ([\w ]+)\. Please answer yes or no\.$", prompt):
+            kinds.add(("list", answer))
+            assert answer == ("yes" if set(m[2].split()) & members[m[1]] else "no"), prompt
+        elif m := re.match(r"How many words are in this list\? List: ([\w ]+)\.\n", prompt):
+            kinds.add(("count", "n"))
+            assert answer == str(len(m[1].split())), prompt
+    assert kinds == {("word", "yes"), ("word", "no"), ("list", "yes"), ("list", "no"), ("count", "n")}

@@ -4,26 +4,35 @@ from __future__ import annotations
 
 import random
 
-from mmtune.world.language import TEMPLATES, YES_NO
+from mmtune.world.language import SHORT_ANSWER, TEMPLATES, TEXT_CATEGORIES, YES_NO
 from mmtune.world.scenes import COLOURS, SHAPES, WORDS
 
 
 def text_instruction(rng: random.Random) -> tuple[str, str]:
-    """A (prompt, answer) pair: repeat a few words, pick the colour/shape among two words, or say
-    whether a word is a colour/shape (so "Please answer yes or no." means yes/no beyond the seen
-    tasks' own questions, e.g. for image-text matching zero-shot)."""
-    roll = rng.random()
-    if roll < 0.25:
-        category = rng.choice(("colour", "shape"))
+    """A (prompt, answer) pair about words only: repeat them, pick the colour/shape of two, say
+    whether a word is a colour/shape or a list contains one (yes/no), or count a list's words.
+
+    The yes/no and counting kinds are the language side a real LLM brings: without them the base
+    answered the unseen image-text-matching and counting formats with a shape word (100 of 100
+    unparsed), below chance for a reason that has nothing to do with the image."""
+    kind = rng.choices(("yes_no", "contains", "count", "repeat", "pick"), (2, 2, 2, 2, 2))[0]
+    category = rng.choice(TEXT_CATEGORIES)
+    members = list(COLOURS) if category == "colour" else list(SHAPES)
+    if kind == "yes_no":
         word = rng.choice([*COLOURS, *SHAPES])
-        answer = "yes" if (word in COLOURS) == (category == "colour") else "no"
-        return f"{rng.choice(TEMPLATES['text_yes_no']).format(word=word, category=category)} {YES_NO}", answer
-    if roll < 0.6:
+        return (f"{rng.choice(TEMPLATES['text_yes_no']).format(word=word, category=category)} {YES_NO}",
+                "yes" if word in members else "no")
+    if kind in ("contains", "count"):
+        words = [rng.choice([*COLOURS, *SHAPES, *WORDS]) for _ in range(rng.randint(1, 5))]
+        listed = " ".join(words)
+        if kind == "count":
+            return f"{TEMPLATES['text_count'][0].format(words=listed)}\n{SHORT_ANSWER}", str(len(words))
+        return (f"{TEMPLATES['text_contains'][0].format(category=category, words=listed)} {YES_NO}",
+                "yes" if any(w in members for w in words) else "no")
+    if kind == "repeat":
         words = " ".join(rng.choice([*COLOURS, *SHAPES, *WORDS]) for _ in range(rng.randint(2, 4)))
         return rng.choice(TEMPLATES["text_repeat"]).format(words=words), words
-    category = rng.choice(("colour", "shape"))
-    right, wrong = (rng.choice(list(COLOURS)), rng.choice(SHAPES))
-    if category == "shape":
-        right, wrong = wrong, right
-    a, b = (right, wrong) if rng.random() < 0.5 else (wrong, right)
+    other = rng.choice(list(SHAPES) if category == "colour" else list(COLOURS))
+    right = rng.choice(members)
+    a, b = (right, other) if rng.random() < 0.5 else (other, right)
     return rng.choice(TEMPLATES["text_pick"]).format(category=category, a=a, b=b), right
