@@ -145,4 +145,31 @@ def prompt(model: nn.Module, groups: ModelGroups, cfg: PromptConfig) -> nn.Modul
     config = PromptTuningConfig(
         task_type="CAUSAL_LM", num_virtual_tokens=cfg.n, prompt_tuning_init=PromptTuningInit.SAMPLE_VOCAB
     )
-    return get_peft_model(model, config)
+    peft_model = get_peft_model(model, config)
+    _redraw_placeholder_prompts(peft_model, _placeholder_token_ids(model.config))
+    return peft_model
+
+
+def _placeholder_token_ids(config) -> set[int]:
+    """Ids of the config's special tokens (``image_token_id``, ``video_token_index``, pad ...)."""
+    ids: set[int] = set()
+    for cfg in (config, getattr(config, "text_config", None)):
+        for key, value in (cfg.to_dict() if cfg is not None else {}).items():
+            if key.endswith(("_token_id", "_token_index")) and isinstance(value, int) and value >= 0:
+                ids.add(value)
+    return ids
+
+
+def _redraw_placeholder_prompts(peft_model: nn.Module, excluded: set[int]) -> None:
+    """Re-draw virtual tokens PEFT sampled from a special token. A copy of the image token's
+    embedding is taken for one more image position (the model finds them by comparing embeddings)
+    and the forward fails with "image features and image tokens do not match"; with a small
+    vocabulary that is a common draw (it broke the world bench's prompt row)."""
+    words = peft_model.get_input_embeddings()
+    prompt = peft_model.prompt_encoder[peft_model.active_adapter].embedding.weight
+    allowed = torch.tensor([i for i in range(words.num_embeddings) if i not in excluded])
+    with torch.no_grad():
+        for row in range(prompt.shape[0]):
+            if any(torch.equal(prompt[row], words.weight[i].to(prompt.dtype)) for i in excluded if i < words.num_embeddings):
+                pick = allowed[torch.randint(len(allowed), (1,))].item()
+                prompt[row] = words.weight[pick].to(prompt.dtype)

@@ -77,6 +77,23 @@ def test_sgd_changes_exactly_the_trainable_parameters(tiny, spec):
         assert changed == p.requires_grad, f"{n}: requires_grad={p.requires_grad} but changed={changed}"
 
 
+def test_prompt_tuning_never_starts_from_the_image_token(tiny, monkeypatch):
+    # PEFT samples virtual tokens from the vocabulary; a copy of <image> counts as one more image
+    # position and the forward fails. Force that draw and check it is replaced.
+    t = tiny("llava")
+    image_id = t.model.config.image_token_id
+    real_randint = torch.randint
+    monkeypatch.setattr(torch, "randint", lambda *args, **kw: torch.full(args[-1], image_id, dtype=torch.long)
+                        if args[-1] == (4,) else real_randint(*args, **kw))
+    model, _ = apply_strategy(t.model, "prompt(n=4)", t.groups)
+    monkeypatch.setattr(torch, "randint", real_randint)
+    image_row = model.get_input_embeddings().weight[image_id]
+    prompt = model.prompt_encoder["default"].embedding.weight
+    assert not any(torch.equal(row, image_row) for row in prompt)
+    inputs = t.inputs()
+    assert torch.isfinite(model(**inputs, labels=inputs["input_ids"]).loss)
+
+
 def test_prompt_tuning_trains_and_generates_with_kv_cache(tiny):
     t = tiny("llava")
     model, summary = apply_strategy(t.model, "prompt(n=4)", t.groups)
