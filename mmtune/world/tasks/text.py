@@ -13,8 +13,8 @@ def text_instruction(rng: random.Random) -> tuple[str, str]:
     whether a word is a colour/shape or a list contains one (yes/no), or count a list's words.
 
     The yes/no and counting kinds are the language side a real LLM brings: without them the base
-    answered the unseen image-text-matching and counting formats with a shape word (100 of 100
-    unparsed), below chance for a reason that has nothing to do with the image."""
+    answered the unseen image-text-matching prompt with shape words (500 of 500 unparsed), below
+    chance for a reason that has nothing to do with the image."""
     kind = rng.choices(("yes_no", "contains", "count", "repeat", "pick"), (2, 2, 2, 2, 2))[0]
     category = rng.choice(TEXT_CATEGORIES)
     members = list(COLOURS) if category == "colour" else list(SHAPES)
