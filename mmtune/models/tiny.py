@@ -114,28 +114,33 @@ def _chatml_tokenizer(image_tokens: list[str], image: str, **special: str) -> Pr
     )
 
 
-def _llava() -> tuple[PreTrainedModel, ProcessorMixin]:
-    from transformers import (
-        CLIPImageProcessorPil,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-    )
+def clip_llava_processor(tokenizer: PreTrainedTokenizerFast, image_size: int, patch_size: int) -> ProcessorMixin:
+    """A real ``LlavaProcessor`` for a square CLIP tower: ``<image>`` expands to one token per patch."""
+    from transformers import CLIPImageProcessorPil, LlavaProcessor
 
-    tokenizer = _chatml_tokenizer(["<image>"], "<image>", image_token="<image>")
-    image_size, patch = 32, 8
-    processor = LlavaProcessor(
+    return LlavaProcessor(
         image_processor=CLIPImageProcessorPil(
             size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
         ),
         tokenizer=tokenizer,
-        patch_size=patch,
+        patch_size=patch_size,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,  # CLIP's CLS token, dropped again by the "default" strategy
         chat_template=tokenizer.chat_template,
     )
+
+
+def _llava() -> tuple[PreTrainedModel, ProcessorMixin]:
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+    )
+
+    tokenizer = _chatml_tokenizer(["<image>"], "<image>", image_token="<image>")
+    image_size, patch = 32, 8
+    processor = clip_llava_processor(tokenizer, image_size, patch)
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(
             **_VISION, image_size=image_size, patch_size=patch,

@@ -10,9 +10,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-from transformers import CLIPImageProcessorPil, LlavaProcessor, PreTrainedTokenizerFast
+from transformers import LlavaProcessor, PreTrainedTokenizerFast
 
-from mmtune.models.tiny import chat_template
+from mmtune.models.tiny import chat_template, clip_llava_processor
 from mmtune.world.language import vocabulary
 from mmtune.world.scenes import IMAGE_SIZE
 
@@ -56,14 +56,4 @@ def world_tokenizer() -> PreTrainedTokenizerFast:
 
 def world_processor() -> LlavaProcessor:
     """A real LlavaProcessor: CLIP preprocessing at 64 px, ``<image>`` expanded to 16 tokens."""
-    tokenizer = world_tokenizer()
-    return LlavaProcessor(
-        image_processor=CLIPImageProcessorPil(
-            size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
-        ),
-        tokenizer=tokenizer,
-        patch_size=PATCH_SIZE,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,  # CLIP's CLS token, dropped again by the "default" strategy
-        chat_template=tokenizer.chat_template,
-    )
+    return clip_llava_processor(world_tokenizer(), IMAGE_SIZE, PATCH_SIZE)
