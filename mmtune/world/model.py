@@ -12,7 +12,7 @@ from mmtune.world.vision import init_feature_extractor
 
 # Sizes per preset: (vision hidden, vision layers, text hidden, text layers, text heads, kv heads).
 PRESETS: dict[str, dict[str, int]] = {
-    "tiny": dict(v_hidden=72, v_layers=2, v_heads=4, t_hidden=128, t_layers=3, t_heads=4, t_kv=2),
+    "tiny": dict(v_hidden=88, v_layers=2, v_heads=4, t_hidden=128, t_layers=3, t_heads=4, t_kv=2),
     "small": dict(v_hidden=128, v_layers=4, v_heads=4, t_hidden=256, t_layers=6, t_heads=8, t_kv=2),
 }
 PROJECTORS = ("mlp", "resampler")  # resampler: learnable queries, see world.resampler

@@ -36,6 +36,9 @@ SHAPE_WEIGHTS: dict[str, float] = {
 }
 SHAPES = tuple(SHAPE_WEIGHTS)
 SIZES: dict[str, int] = {"small": 10, "large": 14}  # bounding-box side in pixels
+# Offsets from a cell's centred position: small objects jitter by a pixel; any two objects stay
+# >= 1 px apart (separate blobs).
+JITTER: dict[str, tuple[int, ...]] = {"small": (-1, 0, 1), "large": (0,)}
 WORDS = ("stop", "open", "cat", "sun", "milk", "park", "exit", "taxi")
 # Natural objects sit in the cells of a 4 x 4 grid aligned with the vision tower's 16 px patches:
 # one object = one image token, the easiest layout for a tiny model pre-trained for minutes on a CPU.
@@ -122,8 +125,7 @@ def sample_scene(
         colour = colours[i] if colours and i < len(colours) else rng.choice(list(COLOURS))
         size = rng.choice(list(SIZES))
         side = SIZES[size]
-        # Small objects jitter by a pixel; any two objects stay >= 1 px apart (separate blobs).
-        off = (CELL - side) // 2 + (rng.randint(-1, 1) if size == "small" else 0)
+        off = (CELL - side) // 2 + rng.choice(JITTER[size])
         x, y = col * CELL + off, row * CELL + off
         objects.append(SceneObject(kind, colour, size, (x, y, x + side, y + side)))
     return Scene("natural", tuple(objects), word)
