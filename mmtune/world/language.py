@@ -38,9 +38,10 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "caption_word": ("the word {word} is written below.",),
     "vqa_colour": ("What colour is the {shape}?", "What is the colour of the {shape}?", "Which colour does the {shape} have?"),
     "vqa_shape": ("What shape is the {colour} object?", "What is the shape of the {colour} object?", "Which shape is {colour}?"),
-    "gqa_colour_of_side": ("What colour is the object to the {side} of the {shape}?",),
-    "gqa_shape_of_side": ("Which shape is to the {side} of the {colour} object?",),
-    "gqa_is_side": ("Is the {a} to the {side} of the {b}?",),
+    "gqa_side_of": ("On which side of the image is the {shape}?",),
+    "gqa_colour_on_side": ("What colour is the object on the {side} side of the image?",),
+    "gqa_shape_on_side": ("Which shape is on the {side} side of the image?",),
+    "gqa_choose_side": ("Is the {a} to the left or to the right of the {b}?",),
     "ocr": ("What word is written in the image?", "What does the text in the image say?", "Read the word in the image."),
     "mme_existence": ("Is there a {shape} in the image?",),
     "mme_color": ("Is the {shape} {colour}?",),
@@ -62,6 +63,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "text_yes_no": ("Is {word} a {category}?",),
     "text_contains": ("Does this list contain a {category}? List: {words}.",),
     "text_count": ("How many words are in this list? List: {words}.",),
+    "text_count_kind": ("How many {plural} are in this list? List: {words}.",),
 }
 SIDES = ("left", "right")
 EDGES = ("top", "bottom")

@@ -4,6 +4,7 @@ import io
 
 import pytest
 
+from mmtune.world.language import PLURALS
 from mmtune.world.tasks import KINDS, SPLITS, WORLD_TASKS, downstream_tasks, seen_tasks, text_only_instructions
 from mmtune.world.tokenizer import world_tokenizer
 
@@ -167,4 +168,68 @@ def test_text_only_yes_no_and_count_answers_are_true():
         elif m := re.match(r"How many words are in this list\? List: ([\w ]+)\.\n", prompt):
             kinds.add(("count", "n"))
             assert answer == str(len(m[1].split())), prompt
-    assert kinds == {("word", "yes"), ("word", "no"), ("list", "yes"), ("list", "no"), ("count", "n")}
+        elif m := re.match(r"How many (\w+) are in this list\? List: ([\w ]+)\.\n", prompt):
+            kinds.add(("count", "shape"))
+            shape = next(k for k, v in PLURALS.items() if v == m[1])
+            assert answer == str(m[2].split().count(shape)), prompt
+    assert kinds == {("word", "yes"), ("word", "no"), ("list", "yes"), ("list", "no"), ("count", "n"), ("count", "shape")}
+
+
+def test_text_instructions_beside_images_have_one_unrelated_scene_each():
+    from mmtune.world.tasks import text_instructions_beside_images
+    from mmtune.world.tasks.text import text_instruction
+
+    samples = text_instructions_beside_images(20, seed=0)
+    assert all(len(s.images) == 1 and s.images[0].size == (64, 64) for s in samples)
+    assert len({image_hash(s.images[0]) for s in samples}) == 20
+    # the question and answer are a text instruction's, untouched by the image
+    import random
+    prompt, answer = text_instruction(random.Random("text-image|0|3"), weights=(1, 1, 4, 1, 1))
+    assert samples[3].messages[0]["content"][-1]["text"] == prompt and samples[3].meta["answer"] == answer
+
+
+def _object_columns(scene, image):
+    """Each object's horizontal centre measured on the pixels: the mean x of its colour's pixels
+    inside its box (objects never overlap, so a box holds one object)."""
+    import numpy as np
+
+    from mmtune.world.scenes import COLOURS
+
+    pixels = np.asarray(image)
+    out = {}
+    for o in scene.objects:
+        x1, y1, x2, y2 = o.box
+        ys, xs = np.nonzero((pixels[y1:y2, x1:x2] == COLOURS[o.colour]).all(axis=-1))
+        out[id(o)] = x1 + xs.mean()
+    return out
+
+
+def test_gqa_answers_are_true_to_the_pixels_and_every_kind_is_asked():
+    import random
+    import re
+
+    from mmtune.world.scenes import render
+    from mmtune.world.tasks.seen import make_gqa
+
+    rng, asked = random.Random(0), set()
+    for _ in range(300):
+        if (made := make_gqa(rng)) is None:
+            continue
+        scene, [item] = made
+        x = _object_columns(scene, render(scene))
+        left_half = {id(o): x[id(o)] < 32 for o in scene.objects}
+        q = item.prompt.split("\n")[0]
+        if m := re.match(r"On which side of the image is the (\w+)\?$", q):
+            [o] = [o for o in scene.objects if o.kind == m[1]]  # the shape is unique in the scene
+            assert item.answer == ("left" if left_half[id(o)] else "right"), q
+            asked.add("side")
+        elif m := re.match(r"(What colour is the object|Which shape is) on the (\w+) side of the image\?$", q):
+            [o] = [o for o in scene.objects if left_half[id(o)] == (m[2] == "left")]  # the only one there
+            assert item.answer == (o.colour if m[1].startswith("What") else o.kind), q
+            asked.add(m[1].split()[0])
+        else:
+            a, b = re.match(r"Is the (\w+) to the left or to the right of the (\w+)\?$", q).groups()
+            [oa], [ob] = ([o for o in scene.objects if o.kind == k] for k in (a, b))
+            assert item.answer == ("left" if x[id(oa)] < x[id(ob)] else "right"), q
+            asked.add(("choose", item.answer))
+    assert asked == {"side", "What", "Which", ("choose", "left"), ("choose", "right")}
