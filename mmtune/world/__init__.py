@@ -18,6 +18,7 @@ _EXPORTS = {
     "seen_tasks": "mmtune.world.tasks",
     "downstream_tasks": "mmtune.world.tasks",
     "text_only_instructions": "mmtune.world.tasks",
+    "text_instructions_beside_images": "mmtune.world.tasks",
     "export_llava": "mmtune.world.export",
     "world_tokenizer": "mmtune.world.tokenizer",
     "world_processor": "mmtune.world.tokenizer",

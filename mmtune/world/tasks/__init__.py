@@ -111,5 +111,26 @@ def text_only_instructions(n: int, seed: int = 0) -> list[Sample]:
     return out
 
 
+def text_instructions_beside_images(n: int, seed: int = 0) -> list[Sample]:
+    """The same language instructions, each asked beside an unrelated natural scene: without
+    them the base learnt "an image is present -> answer with a scene word" and met IconQA's "How
+    many stars are there?" with "cat" (100 of 100 unparsed), failing the format, not the count.
+    Half of them count words, so "How many ..." beside an image is answered with a number."""
+    from mmtune.world.scenes import sample_scene
+    from mmtune.world.tasks.text import text_instruction
+
+    out = []
+    for i in range(n):
+        rng = random.Random(f"text-image|{seed}|{i}")
+        prompt, answer = text_instruction(rng, weights=(1, 1, 4, 1, 1))  # counting half the time
+        out.append(Sample(
+            id=f"text-image-{seed}-{i}",
+            messages=[user_turn(prompt), assistant_turn(answer)],
+            images=[render(sample_scene(rng))],
+            meta={"task": "text_image", "answer": answer},
+        ))
+    return out
+
+
 # Registration happens on import of the task modules.
 from mmtune.world.tasks import downstream, seen  # noqa: E402,F401
