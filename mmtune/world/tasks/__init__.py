@@ -112,10 +112,10 @@ def text_only_instructions(n: int, seed: int = 0) -> list[Sample]:
 
 
 def text_instructions_beside_images(n: int, seed: int = 0) -> list[Sample]:
-    """The same language instructions, each asked beside an unrelated natural scene: without
-    them the base learnt "an image is present -> answer with a scene word" and met IconQA's "How
-    many stars are there?" with "cat" (100 of 100 unparsed), failing the format, not the count.
-    Half of them count words, so "How many ..." beside an image is answered with a number."""
+    """The same language instructions, each asked beside an unrelated natural scene, half of them
+    counting words: language skills should hold when an image is present. Aimed at IconQA, which
+    the base met with "How many stars are there?" -> "cat" (a word, never a number); measured, it
+    has not carried over yet (the base still answers it with words)."""
     from mmtune.world.scenes import sample_scene
     from mmtune.world.tasks.text import text_instruction
 
