@@ -37,7 +37,8 @@ _MEAN = np.array([0.48145466, 0.4578275, 0.40821073])
 _STD = np.array([0.26862954, 0.26130258, 0.27577711])
 
 
-def _normalised(rgb: tuple[int, int, int]) -> np.ndarray:
+def _normalised(rgb) -> np.ndarray:
+    """An RGB colour, or an RGB image, as the world processor normalises it."""
     return (np.asarray(rgb) / 255.0 - _MEAN) / _STD
 
 
@@ -127,12 +128,19 @@ def _linearise_pre_layernorm(vision_tower: nn.Module, anchor: int) -> int:
     embeddings.patch_embedding.weight[anchor] = 0.0
     embeddings.position_embedding.weight[:, anchor] = ANCHOR
     embeddings.class_embedding[anchor] = 0.0
-    spread = ANCHOR * (width - 1) ** 0.5 / width  # a token's std when the anchor is all it has
-    norm.weight.fill_(spread / FEATURE_SCALE)
-    norm.weight[anchor] = 0.0
-    norm.bias.fill_(ANCHOR / width / FEATURE_SCALE)
-    norm.bias[anchor] = ANCHOR_OUT  # the anchor leaves as an exact constant, for the next LayerNorm
+    _fix_layer_norm(norm, anchor, ANCHOR, FEATURE_SCALE, anchor_out=ANCHOR_OUT)  # kept for the next norm
     return 1
+
+
+def _fix_layer_norm(norm: nn.LayerNorm, anchor: int, constant: float, scale: float, anchor_out: float = 0.0) -> None:
+    """Turn ``norm`` into x -> (x - mean of x without the anchor) / ``scale`` on every channel but
+    ``anchor``, given that channel ``anchor`` holds ``constant`` on every token (then a token's
+    spread is that constant's, within 1%); the anchor leaves as ``anchor_out``."""
+    width = norm.weight.shape[0]
+    norm.weight.fill_(constant * (width - 1) ** 0.5 / width / scale)  # a token's std when the anchor is all it has
+    norm.weight[anchor] = 0.0
+    norm.bias.fill_(constant / width / scale)  # puts back the anchor's share of the subtracted mean
+    norm.bias[anchor] = anchor_out
 
 
 def _design_colour_units(vision_tower: nn.Module, anchor: int, first: int, content: int) -> int:
@@ -153,11 +161,7 @@ def _design_colour_units(vision_tower: nn.Module, anchor: int, first: int, conte
     width = layer.layer_norm2.weight.shape[0]
     if first + n_colours > width or layer.mlp.fc1.weight.shape[0] < n_colours:
         return 0
-    norm = layer.layer_norm2
-    norm.weight.fill_(ANCHOR_OUT * (width - 1) ** 0.5 / width)
-    norm.weight[anchor] = 0.0
-    norm.bias.fill_(ANCHOR_OUT / width)
-    norm.bias[anchor] = 0.0
+    _fix_layer_norm(layer.layer_norm2, anchor, ANCHOR_OUT, 1.0)
     layer.mlp.fc2.bias[anchor] = -ANCHOR_OUT
     features, labels = _colour_fit_set(vision_tower, layer, content)
     weight, bias = _fit_colour_units(features, labels, n_colours)
@@ -193,7 +197,7 @@ def _colour_fit_set(vision_tower: nn.Module, layer: nn.Module, content: int) -> 
         images.append(scenes.render(scenes.Scene("natural", (), word)))
         patches.append(list(range(grid * grid)))  # the empty cells and the word's row
         labels.append([-1] * grid * grid)
-    pixels = torch.from_numpy(np.stack([(np.asarray(im) / 255.0 - _MEAN) / _STD for im in images]).transpose(0, 3, 1, 2))
+    pixels = torch.from_numpy(np.stack([_normalised(im) for im in images]).transpose(0, 3, 1, 2))
     hidden = vision_tower.pre_layrnorm(vision_tower.embeddings(pixels.to(vision_tower.embeddings.patch_embedding.weight.dtype)))
     inputs = layer.layer_norm2(hidden)[:, 1:, :content].double().numpy()
     features = np.concatenate([inputs[i, p] for i, p in enumerate(patches)])
