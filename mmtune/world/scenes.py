@@ -124,11 +124,18 @@ def sample_scene(
         kind = shapes[i] if shapes and i < len(shapes) else rng.choices(SHAPES, SHAPE_WEIGHTS.values())[0]
         colour = colours[i] if colours and i < len(colours) else rng.choice(list(COLOURS))
         size = rng.choice(list(SIZES))
-        side = SIZES[size]
-        off = (CELL - side) // 2 + rng.choice(JITTER[size])
-        x, y = col * CELL + off, row * CELL + off
-        objects.append(SceneObject(kind, colour, size, (x, y, x + side, y + side)))
+        objects.append(SceneObject(kind, colour, size, cell_box(row, col, size, rng.choice(JITTER[size]))))
     return Scene("natural", tuple(objects), word)
+
+
+def cell_box(row: int, col: int, size: str, jitter: int = 0) -> tuple[int, int, int, int]:
+    """The box of a natural object of ``size`` in grid cell (row, col), centred, then offset by
+    ``jitter`` pixels on both axes (one of ``JITTER[size]``). The encoder's filters are fitted to
+    exactly these boxes (world.vision)."""
+    side = SIZES[size]
+    off = (CELL - side) // 2 + jitter
+    x, y = col * CELL + off, row * CELL + off
+    return (x, y, x + side, y + side)
 
 
 def _place(rng: random.Random, side: int, height: int, taken: list[tuple[int, int, int, int]],

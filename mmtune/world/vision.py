@@ -50,14 +50,15 @@ def _dual_templates(cell: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndar
     The first filters were each shape's own zero-mean mask; overlapping shapes (a circle inside a
     square) then answered each other's filters, and a linear probe read a patch's shape at 90%.
     With the dual basis it reads 100%, and a shape's response no longer depends on its size."""
+    if cell != scenes.CELL:
+        raise ValueError(f"world.vision: patch size {cell} must equal the scene grid cell {scenes.CELL}")
     masks, targets = [], []
     n_shapes = len(scenes.SHAPES)
     for k, shape in enumerate(scenes.SHAPES):
-        for z, (size, side) in enumerate(scenes.SIZES.items()):
+        for z, size in enumerate(scenes.SIZES):
             for jitter in scenes.JITTER[size]:
-                off = (cell - side) // 2 + jitter
                 im = Image.new("L", (cell, cell), 0)
-                scenes._draw_shape(ImageDraw.Draw(im), shape, (off, off, off + side, off + side), 255)
+                scenes._draw_shape(ImageDraw.Draw(im), shape, scenes.cell_box(0, 0, size, jitter), 255)
                 masks.append(np.asarray(im, dtype=np.float64).ravel() / 255.0)
                 targets.append(np.eye(n_shapes + len(scenes.SIZES))[[k, n_shapes + z]].sum(0))
     masks.append(np.ones(cell * cell))  # a flat patch (background) answers 0
@@ -179,20 +180,17 @@ def _colour_fit_set(vision_tower: nn.Module, layer: nn.Module, content: int) -> 
     """The MLP's input (content channels) on every object variant, in two grid cells, and on the
     empty patch and the words' patches; label = colour index, or -1 for "no colour"."""
     images, labels, patches = [], [], []
-    cell = scenes.CELL
+    grid = scenes.IMAGE_SIZE // scenes.CELL
     for c, colour in enumerate(scenes.COLOURS):
         for shape in scenes.SHAPES:
-            for size, side in scenes.SIZES.items():
+            for size in scenes.SIZES:
                 for jitter in scenes.JITTER[size]:
                     for row, col in ((0, 0), (2, 3)):
-                        off = (cell - side) // 2 + jitter
-                        x, y = col * cell + off, row * cell + off
                         image = Image.new("RGB", (scenes.IMAGE_SIZE,) * 2, scenes.BACKGROUND)
-                        scenes._draw_shape(ImageDraw.Draw(image), shape, (x, y, x + side, y + side), scenes.COLOURS[colour])
+                        scenes._draw_shape(ImageDraw.Draw(image), shape, scenes.cell_box(row, col, size, jitter), scenes.COLOURS[colour])
                         images.append(image)
-                        patches.append([row * (scenes.IMAGE_SIZE // cell) + col])
+                        patches.append([row * grid + col])
                         labels.append([c])
-    grid = scenes.IMAGE_SIZE // cell
     for word in scenes.WORDS:
         images.append(scenes.render(scenes.Scene("natural", (), word)))
         patches.append(list(range(grid * grid)))  # the empty cells and the word's row
