@@ -22,7 +22,7 @@ from pathlib import Path
 from mmtune.files import atomic_write_json, mmtune_home
 from mmtune.recipes.sft import FINAL_DIR, TrainingConfig, train_sft
 
-WORLD_VERSION = 4  # bump when scene rendering or task generation changes what a seed produces
+WORLD_VERSION = 5  # bump when scene rendering or task generation changes what a seed produces
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,9 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "gqa_side_of": ("On which side of the image is the {shape}?",),
     "gqa_colour_on_side": ("What colour is the object on the {side} side of the image?",),
     "gqa_shape_on_side": ("Which shape is on the {side} side of the image?",),
-    "gqa_choose_side": ("Is the {a} to the left or to the right of the {b}?",),
+    "gqa_choose_colour": ("Is the {shape} {a} or {b}?",),
+    "gqa_choose_shape": ("Is the {colour} object {a} or {b}?",),
+    "gqa_size_colour": ("What colour is the {size} {shape}?",),
     "ocr": ("What word is written in the image?", "What does the text in the image say?", "Read the word in the image."),
     "mme_existence": ("Is there a {shape} in the image?",),
     "mme_color": ("Is the {shape} {colour}?",),
@@ -63,7 +65,7 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     "text_yes_no": ("Is {word} a {category}?",),
     "text_contains": ("Does this list contain a {category}? List: {words}.",),
     "text_count": ("How many words are in this list? List: {words}.",),
-    "text_count_kind": ("How many {plural} are in this list? List: {words}.",),
+    "text_count_kind": ("How many {plural} are in this list? List: {words}.", "List: {words}. How many {plural} are there?"),
 }
 SIDES = ("left", "right")
 EDGES = ("top", "bottom")

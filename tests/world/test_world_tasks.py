@@ -2,6 +2,7 @@
 import hashlib
 import io
 
+import numpy as np
 import pytest
 
 from mmtune.world.language import PLURALS
@@ -168,11 +169,13 @@ def test_text_only_yes_no_and_count_answers_are_true():
         elif m := re.match(r"How many words are in this list\? List: ([\w ]+)\.\n", prompt):
             kinds.add(("count", "n"))
             assert answer == str(len(m[1].split())), prompt
-        elif m := re.match(r"How many (\w+) are in this list\? List: ([\w ]+)\.\n", prompt):
-            kinds.add(("count", "shape"))
-            shape = next(k for k, v in PLURALS.items() if v == m[1])
-            assert answer == str(m[2].split().count(shape)), prompt
-    assert kinds == {("word", "yes"), ("word", "no"), ("list", "yes"), ("list", "no"), ("count", "n"), ("count", "shape")}
+        elif m := (re.match(r"How many (?P<plural>\w+) are in this list\? List: (?P<words>[\w ]+)\.\n", prompt)
+                   or re.match(r"List: (?P<words>[\w ]+)\. How many (?P<plural>\w+) are there\?\n", prompt)):
+            kinds.add(("count", "shape", prompt.startswith("List")))
+            shape = next(k for k, v in PLURALS.items() if v == m["plural"])
+            assert answer == str(m["words"].split().count(shape)), prompt
+    assert kinds == {("word", "yes"), ("word", "no"), ("list", "yes"), ("list", "no"), ("count", "n"),
+                     ("count", "shape", False), ("count", "shape", True)}
 
 
 def test_text_instructions_beside_images_have_one_unrelated_scene_each():
@@ -191,8 +194,6 @@ def test_text_instructions_beside_images_have_one_unrelated_scene_each():
 def _object_columns(scene, image):
     """Each object's horizontal centre measured on the pixels: the mean x of its colour's pixels
     inside its box (objects never overlap, so a box holds one object)."""
-    import numpy as np
-
     from mmtune.world.scenes import COLOURS
 
     pixels = np.asarray(image)
@@ -208,28 +209,50 @@ def test_gqa_answers_are_true_to_the_pixels_and_every_kind_is_asked():
     import random
     import re
 
-    from mmtune.world.scenes import render
-    from mmtune.world.tasks.seen import make_gqa
+    from mmtune.world.scenes import COLOURS, render
+    from mmtune.world.tasks.seen import GQA_KINDS, make_gqa
 
     rng, asked = random.Random(0), set()
-    for _ in range(300):
+    for _ in range(400):
         if (made := make_gqa(rng)) is None:
             continue
         scene, [item] = made
-        x = _object_columns(scene, render(scene))
+        image = render(scene)
+        pixels = np.asarray(image)
+        x = _object_columns(scene, image)
         left_half = {id(o): x[id(o)] < 32 for o in scene.objects}
-        q = item.prompt.split("\n")[0]
+
+        def colour_of(o):  # the colour of the object's pixels, whatever the scene says
+            x1, y1, x2, y2 = o.box
+            found = {c for c, rgb in COLOURS.items() if (pixels[y1:y2, x1:x2] == rgb).all(axis=-1).any()}
+            assert len(found) == 1
+            return found.pop()
+
+        def area(o):
+            x1, y1, x2, y2 = o.box
+            return int((pixels[y1:y2, x1:x2] == COLOURS[o.colour]).all(axis=-1).sum())
+
+        q, kind = item.prompt.split("\n")[0], item.meta["question_type"]
         if m := re.match(r"On which side of the image is the (\w+)\?$", q):
             [o] = [o for o in scene.objects if o.kind == m[1]]  # the shape is unique in the scene
             assert item.answer == ("left" if left_half[id(o)] else "right"), q
-            asked.add("side")
+            asked.add(("side", kind))
         elif m := re.match(r"(What colour is the object|Which shape is) on the (\w+) side of the image\?$", q):
             [o] = [o for o in scene.objects if left_half[id(o)] == (m[2] == "left")]  # the only one there
-            assert item.answer == (o.colour if m[1].startswith("What") else o.kind), q
-            asked.add(m[1].split()[0])
+            assert item.answer == (colour_of(o) if m[1].startswith("What") else o.kind), q
+            asked.add(("on_side", kind))
+        elif m := re.match(r"Is the (\w+) (\w+) or (\w+)\?$", q):
+            [o] = [o for o in scene.objects if o.kind == m[1]]
+            assert item.answer == colour_of(o) and item.answer in (m[2], m[3]) and m[2] != m[3], q
+            asked.add(("choose", kind))
+        elif m := re.match(r"Is the (\w+) object an? (\w+) or an? (\w+)\?$", q):
+            [o] = [o for o in scene.objects if colour_of(o) == m[1]]
+            assert item.answer == o.kind and item.answer in (m[2], m[3]) and m[2] != m[3], q
+            asked.add(("choose_shape", kind))
         else:
-            a, b = re.match(r"Is the (\w+) to the left or to the right of the (\w+)\?$", q).groups()
-            [oa], [ob] = ([o for o in scene.objects if o.kind == k] for k in (a, b))
-            assert item.answer == ("left" if x[id(oa)] < x[id(ob)] else "right"), q
-            asked.add(("choose", item.answer))
-    assert asked == {"side", "What", "Which", ("choose", "left"), ("choose", "right")}
+            size, shape = re.match(r"What colour is the (small|large) (\w+)\?$", q).groups()
+            small, large = sorted((o for o in scene.objects if o.kind == shape), key=area)
+            assert area(small) < area(large)
+            assert item.answer == colour_of(small if size == "small" else large), q
+            asked.add(("size", kind))
+    assert asked == {(k, k) for k in GQA_KINDS}

@@ -18,7 +18,10 @@ def text_instruction(rng: random.Random, weights: tuple[int, ...] = (2, 2, 2, 2,
 
     The yes/no and counting kinds are the language side a real LLM brings: without them the base
     answered the unseen image-text-matching prompt with shape words (500 of 500 unparsed), below
-    chance for a reason that has nothing to do with the image."""
+    chance for a reason that has nothing to do with the image. Likewise it answered IconQA's "How
+    many stars are there?" with words (0 of 500 numbers) until half the shape counts were asked in
+    that phrasing, after the list ("List: ... How many stars are there?"): a language model's prior
+    that "how many" takes a number. Counting objects in an image is still never taught."""
     kind = rng.choices(KINDS, weights)[0]
     category = rng.choice(TEXT_CATEGORIES)
     members = list(COLOURS) if category == "colour" else list(SHAPES)
@@ -30,7 +33,7 @@ def text_instruction(rng: random.Random, weights: tuple[int, ...] = (2, 2, 2, 2,
         shape, k = rng.choice(SHAPES), rng.randint(1, 5)
         words = [shape] * k + [rng.choice([w for w in (*COLOURS, *SHAPES) if w != shape]) for _ in range(rng.randint(0, 2))]
         rng.shuffle(words)
-        prompt = TEMPLATES["text_count_kind"][0].format(plural=PLURALS[shape], words=" ".join(words))
+        prompt = rng.choice(TEMPLATES["text_count_kind"]).format(plural=PLURALS[shape], words=" ".join(words))
         return f"{prompt}\n{SHORT_ANSWER}", str(k)
     if kind in ("contains", "count"):
         words = [rng.choice([*COLOURS, *SHAPES, *WORDS]) for _ in range(rng.randint(1, 5))]
