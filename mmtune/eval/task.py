@@ -61,11 +61,20 @@ class Aggregator(Protocol):
 
 
 def mean_score(key: str) -> Aggregator:
-    """Aggregate per-sample scores in [0, 1] into ``{key: mean * 100}`` (0 for no samples)."""
+    """Aggregate per-sample scores in [0, 1] into ``{key: mean * 100}`` (0 for no samples), and,
+    as GQA's evaluation reports accuracy per question type, ``{key}/{type}`` for each
+    ``meta["question_type"]`` the samples carry."""
+
+    def mean(scores: list[float]) -> float:
+        return 100.0 * sum(scores) / len(scores) if scores else 0.0
 
     def aggregate(predictions: list[Prediction]) -> dict[str, float]:
-        scores = [p.score for p in predictions if p.score is not None]
-        return {key: 100.0 * sum(scores) / len(scores) if scores else 0.0}
+        scored = [p for p in predictions if p.score is not None]
+        by_type: dict[str, list[float]] = {}
+        for p in scored:
+            if (kind := p.sample.meta.get("question_type")) is not None:
+                by_type.setdefault(str(kind), []).append(p.score)
+        return {key: mean([p.score for p in scored])} | {f"{key}/{k}": mean(v) for k, v in sorted(by_type.items())}
 
     return aggregate
 

@@ -63,3 +63,26 @@ def test_world_grounding_reads_family_box_format():
     as_1000 = ",".join(str(round(v * 1000)) for v in s.meta["box"])
     assert task.judge(s, as_1000).score == 1.0
     assert task.judge(s, "nothing").parsed.rule == "unparsed"
+
+
+def test_mean_score_reports_each_question_type_beside_the_whole():
+    """Worked by hand: side 1 of 2 right, choose 2 of 2, one untyped sample wrong -> 3/5 overall."""
+    from mmtune.eval.task import Parsed, Prediction, mean_score
+
+    def pred(score, **meta):
+        return Prediction(_sample(answer="a", **meta), "a", Parsed("a", "r"), score)
+
+    predictions = [pred(1.0, question_type="side"), pred(0.0, question_type="side"),
+                   pred(1.0, question_type="choose"), pred(1.0, question_type="choose"), pred(0.0),
+                   pred(None, question_type="side")]  # no per-sample score: counted nowhere
+    assert mean_score("exact_match")(predictions) == {
+        "exact_match": 60.0, "exact_match/choose": 100.0, "exact_match/side": 50.0}
+    assert mean_score("m")([pred(1.0)]) == {"m": 100.0}  # no types, no extra keys
+
+
+def test_world_gqa_reports_accuracy_per_question_type():
+    from mmtune.world.tasks.seen import GQA_KINDS
+
+    task = get_task("world_gqa", n=60)
+    scores = task.aggregate([task.judge(s, s.meta["answer"]) for s in task.samples])
+    assert {k for k in scores if k.startswith("exact_match/")} == {f"exact_match/{k}" for k in GQA_KINDS}
