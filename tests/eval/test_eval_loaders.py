@@ -164,3 +164,147 @@ def test_missing_files_name_the_expected_path(tmp_path, name, expected):
 def test_benchmark_needs_root():
     with pytest.raises(ValueError, match="root="):
         get_task("vqav2")
+
+
+def _scienceqa_files(root: Path, image: str = "image.png") -> None:
+    problem = {"choices": ["a", "b"], "answer": 0, "hint": "", "image": image, "subject": "natural science"}
+    _json(root / "problems.json", {"1": {**problem, "question": "Q1?", "split": "test"},
+                                   "3": {**problem, "question": "Q3?", "split": "val"}})
+    _json(root / "pid_splits.json", {"test": ["1"], "val": ["3"], "minitest": ["1", "3"], "minival": []})
+
+
+def test_scienceqa_composite_split_finds_images_in_each_problems_own_split(tmp_path):
+    _scienceqa_files(tmp_path)
+    samples = read_scienceqa(tmp_path, split="minitest")
+    assert [s.images for s in samples] == [[tmp_path / "images" / "test" / "1" / "image.png"],
+                                           [tmp_path / "images" / "val" / "3" / "image.png"]]
+    with pytest.raises(ValueError, match=r"ScienceQA split 'minival': found no samples; expected problem ids"):
+        read_scienceqa(tmp_path, split="minival")
+
+
+def test_refcoco_unknown_split_names_the_available_ones(tmp_path):
+    _json(tmp_path / "instances.json", {"images": [], "annotations": []})
+    _json(tmp_path / "refs(unc).json", [{"ref_id": i, "ann_id": i, "image_id": 9, "split": s, "sentences": []}
+                                         for i, s in enumerate(["testA", "testB", "val"])])
+    with pytest.raises(ValueError, match=r"no refs in split 'test'; its splits are testA, testB, val"):
+        read_refcoco(tmp_path, split="test")
+
+
+def _mme_category(folder: Path) -> None:
+    _image(folder / "existence" / "000.jpg")
+    (folder / "existence" / "000.txt").write_text("Is there a dog?\tYes\n")
+
+
+def test_mme_root_at_the_zips_top_folder(tmp_path):
+    # The zip's top folder holds the benchmark one level down, beside eval_tool/ whose result
+    # .txt files (no images) are not a category.
+    _mme_category(tmp_path / "MME_Benchmark")
+    (tmp_path / "eval_tool" / "Your_Results").mkdir(parents=True)
+    (tmp_path / "eval_tool" / "Your_Results" / "existence.txt").write_text("000.jpg\tIs there a dog?\tYes\tYes\n")
+    [s] = read_mme(tmp_path)
+    assert s.id == "existence/000/0" and s.images == [tmp_path / "MME_Benchmark" / "existence" / "000.jpg"]
+
+
+def test_mme_without_categories_names_the_layout(tmp_path):
+    (tmp_path / "unzipped" / "notes").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"no category folders under .*expected <category>/ folders"):
+        read_mme(tmp_path)
+
+
+def test_vqa_repository_layout(tmp_path):
+    # The VQA repository's layout: Questions/, Annotations/, Images/mscoco/<split>/.
+    _vqa_files(tmp_path, "Questions/v2_OpenEnded_mscoco_val2014_questions.json",
+               "Annotations/v2_mscoco_val2014_annotations.json")
+    (tmp_path / "Images" / "mscoco" / "val2014").mkdir(parents=True)
+    [s] = read_vqav2(tmp_path)
+    assert s.images == [tmp_path / "Images" / "mscoco" / "val2014" / "COCO_val2014_000000000042.jpg"]
+    with pytest.raises(FileNotFoundError, match=r"expected one of .*v2_OpenEnded_mscoco_test2015_questions\.json, "
+                                                r".*Questions/v2_OpenEnded_mscoco_test2015_questions\.json"):
+        read_vqav2(tmp_path, split="test2015")
+
+
+def test_textvqa_test_split_without_answers_is_refused(tmp_path):
+    _json(tmp_path / "TextVQA_0.5.1_test.json", {"data": [{"question": "what brand?", "image_id": "abc",
+                                                           "question_id": 7}]})
+    with pytest.raises(ValueError, match=r"TextVQA_0.5.1_test.json: question 7 has no 'answers'.*split='val'"):
+        read_textvqa(tmp_path, split="test")
+
+
+def test_a_loader_that_finds_nothing_names_the_layout(tmp_path):
+    (tmp_path / "coco_pope_random.json").write_text("\n")
+    with pytest.raises(ValueError, match=r"coco_pope_random.json: found no samples; expected one JSON object"):
+        read_pope(tmp_path)
+    _json(tmp_path / "testdev_balanced_questions.json", {})
+    with pytest.raises(ValueError, match=r"GQA .*: found no samples"):
+        get_task("gqa", root=str(tmp_path))
+
+
+def _pope_line(root: Path, image: str) -> None:
+    line = {"question_id": 5, "image": image, "text": "Is there a cat?", "label": "no"}
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "coco_pope_random.json").write_text(json.dumps(line) + "\n")
+
+
+def test_pope_image_outside_the_root_is_refused(tmp_path):
+    root = tmp_path / "pope"
+    _image(tmp_path / "outside" / "secret.png")
+    _pope_line(root, "../../outside/secret.png")
+    with pytest.raises(ValueError, match=r"coco_pope_random.json:1 \(question_id 5\): image '\.\./\.\./outside/"
+                                         r"secret\.png' resolves to .*outside the image folder"):
+        read_pope(root)
+    _pope_line(root, "../outside/secret.png")  # inside the root, outside its image folder val2014/
+    with pytest.raises(ValueError, match="outside the image folder"):
+        read_pope(root)
+    _pope_line(root, str(tmp_path / "outside" / "secret.png"))  # absolute
+    with pytest.raises(ValueError, match="outside the image folder"):
+        read_pope(root)
+    (root / "val2014").mkdir()
+    (root / "val2014" / "link.png").symlink_to(tmp_path / "outside" / "secret.png")
+    _pope_line(root, "link.png")  # a symlink out of the folder
+    with pytest.raises(ValueError, match="outside the image folder"):
+        read_pope(root)
+
+
+def test_a_symlinked_image_folder_is_allowed(tmp_path):
+    _image(tmp_path / "coco" / "val2014" / "COCO_val2014_1.jpg")
+    (tmp_path / "pope").mkdir()
+    (tmp_path / "pope" / "val2014").symlink_to(tmp_path / "coco" / "val2014")
+    _pope_line(tmp_path / "pope", "COCO_val2014_1.jpg")
+    assert read_pope(tmp_path / "pope")[0].images == [tmp_path / "pope" / "val2014" / "COCO_val2014_1.jpg"]
+
+
+ESCAPE = "../../../outside/secret.png"
+
+
+def _escaping_coco(root: Path) -> None:
+    _json(root / "annotations" / "captions_val2014.json", {
+        "images": [{"id": 5, "file_name": ESCAPE}], "annotations": [{"image_id": 5, "id": 1, "caption": "x"}]})
+
+
+def _escaping_refcoco(root: Path) -> None:
+    _json(root / "instances.json", {"images": [{"id": 9, "file_name": ESCAPE, "width": 2, "height": 2}],
+                                    "annotations": [{"id": 77, "bbox": [0, 0, 1, 1], "image_id": 9}]})
+    _json(root / "refs(unc).json", [{"ref_id": 3, "ann_id": 77, "image_id": 9, "split": "val",
+                                      "sentences": [{"sent": "dog"}]}])
+
+
+def _escaping_mme(root: Path) -> None:
+    _image(root / "existence" / "000.jpg")
+    (root / "existence" / "000.txt").write_text(f"{ESCAPE}\tIs there a dog?\tYes\n")
+
+
+@pytest.mark.parametrize("read,write,where", [
+    (read_coco_captions, _escaping_coco, r"captions_val2014.json: image 5"),
+    (read_refcoco, _escaping_refcoco, r"refs\(unc\).json: ref 3"),
+    (read_scienceqa, lambda root: _scienceqa_files(root, image=ESCAPE), r"problems.json: problem 1"),
+    (read_textvqa, lambda root: _json(root / "TextVQA_0.5.1_val.json", {"data": [
+        {"question": "q", "image_id": "../../x", "question_id": 7, "answers": ["a"] * 10}]}),
+     r"TextVQA_0.5.1_val.json: question 7"),
+    (read_gqa, lambda root: _json(root / "testdev_balanced_questions.json", {
+        "201": {"imageId": "../../x", "question": "q", "answer": "no"}}), r"testdev_balanced_questions.json: question 201"),
+    (read_mme, _escaping_mme, r"000.txt:1"),
+])
+def test_every_loader_refuses_images_outside_its_folder(tmp_path, read, write, where):
+    write(tmp_path)
+    with pytest.raises(ValueError, match=where + r": image .* outside the image folder"):
+        read(tmp_path)

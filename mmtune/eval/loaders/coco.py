@@ -5,7 +5,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from mmtune.data.sample import Sample
-from mmtune.eval.loaders.files import question_sample, read_json
+from mmtune.eval.loaders.files import image_inside, nonempty, question_sample, read_json
 
 CAPTION_PROMPT = "Provide a one-sentence caption for the provided image."
 
@@ -13,10 +13,13 @@ CAPTION_PROMPT = "Provide a one-sentence caption for the provided image."
 def read_coco_captions(root: str | Path, split: str = "val2014") -> list[Sample]:
     """root/annotations/captions_<split>.json; images root/<split>/<file_name>."""
     root = Path(root)
-    data = read_json(root / "annotations" / f"captions_{split}.json", "COCO captions")
+    path = root / "annotations" / f"captions_{split}.json"
+    data = read_json(path, "COCO captions")
     refs: dict[int, list[str]] = defaultdict(list)
     for a in data["annotations"]:
         refs[a["image_id"]].append(a["caption"])
-    return [question_sample(str(im["id"]), CAPTION_PROMPT, root / split / im["file_name"],
-                            captions=refs[im["id"]], image_id=im["id"])
-            for im in data["images"] if refs[im["id"]]]
+    samples = [question_sample(str(im["id"]), CAPTION_PROMPT,
+                               image_inside(root / split, im["file_name"], f"{path}: image {im['id']}"),
+                               captions=refs[im["id"]], image_id=im["id"])
+               for im in data["images"] if refs[im["id"]]]
+    return nonempty(samples, f"COCO captions {path}", "'images' with captions in 'annotations'")
