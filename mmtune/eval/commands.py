@@ -63,7 +63,10 @@ def eval_command(args: argparse.Namespace) -> int:
 
     loaded = load_tuned(args.model, dtype=args.dtype)
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    tasks = build_tasks(names, _roots(args.root), n=args.n, box_format=loaded.groups.family.box_format)
+    from mmtune.eval.metrics.grounding import box_format_for
+
+    box_format = box_format_for(loaded.groups.family.box_format, loaded.processor)
+    tasks = build_tasks(names, _roots(args.root), n=args.n, box_format=box_format)
     from mmtune.files import mmtune_home
 
     cache = args.cache_dir or (None if args.out else mmtune_home() / "eval_cache")

@@ -30,7 +30,8 @@ class ModelFamily:
     lm_head: str
     description: str = ""
     # How the family writes boxes in text for grounding: "norm1" ([0,1] floats), "norm1000"
-    # (integers 0..1000, Qwen2-VL style), or "pixel".
+    # (integers 0..1000, Qwen2-VL), "pixel" (on the original image) or "resized_pixel" (on the image
+    # as the processor resized it, Qwen2.5-VL); keys of eval.metrics.grounding.BOX_FORMATS.
     box_format: str = "norm1"
     # Parameters or modules outside the group paths that still belong to a group, as
     # (dotted path, group) pairs: e.g. LLaVA-NeXT's ``model.image_newline`` trains with the projector.

@@ -12,11 +12,14 @@ _PATHS = {
     "language_layers": "model.language_model.layers",
     "language_norm": "model.language_model.norm",
     "lm_head": "lm_head",
-    "box_format": "norm1000",
 }
 
-register_family(ModelFamily(name="qwen2_vl", model_types=("qwen2_vl",), description="Qwen2-VL", **_PATHS))
-register_family(ModelFamily(name="qwen2_5_vl", model_types=("qwen2_5_vl",), description="Qwen2.5-VL", **_PATHS))
+# Qwen2-VL writes boxes on a 0-1000 grid; Qwen2.5-VL in absolute pixels of the image as its processor
+# resized it (QwenLM/Qwen2.5-VL cookbooks/spatial_understanding.ipynb scales by image_grid_thw x 14).
+register_family(ModelFamily(name="qwen2_vl", model_types=("qwen2_vl",), description="Qwen2-VL",
+                            box_format="norm1000", **_PATHS))
+register_family(ModelFamily(name="qwen2_5_vl", model_types=("qwen2_5_vl",), description="Qwen2.5-VL",
+                            box_format="resized_pixel", **_PATHS))
 
 
 class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):

@@ -30,7 +30,7 @@ _MEMBER = {
 def test_every_builtin_family_is_registered_with_a_box_format():
     fams = families()
     assert {"llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "idefics3", "paligemma"} <= set(fams)
-    assert fams["qwen2_vl"].box_format == fams["qwen2_5_vl"].box_format == "norm1000"
+    assert fams["qwen2_vl"].box_format == "norm1000" and fams["qwen2_5_vl"].box_format == "resized_pixel"
     assert fams["llava"].box_format == fams["idefics3"].box_format == "norm1"
 
 

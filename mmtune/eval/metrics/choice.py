@@ -27,6 +27,9 @@ _STRONG = [  # the answer declared as such: "The answer is: B", "The correct opt
 ]
 _WEAK = re.compile(r"\b(?:option|choice|letter)\s*[:#]?\s*[(\[]?\s*([A-Za-z])(?![\w'’-])", re.IGNORECASE)
 _LEADING = re.compile(r"\s*[(\[]?\s*([A-Za-z])(?![\w'’-])")
+# Two options offered together: "C and A", "A, or maybe C", "A/B", "(A) or (C)".
+_ALTERNATIVES = re.compile(r"(?<![\w'’-])([A-Za-z])\)?\s*,?\s*(?:\bor\b|\band\b|/|&)\s*(?:(?:maybe|perhaps|possibly)\s+)?"
+                           r"(?:(?:option|choice)\s+)?\(?([A-Za-z])(?![\w'’-])", re.IGNORECASE)
 
 
 def _norm(text: str) -> str:
@@ -97,6 +100,9 @@ def extract_choice(answer: str, choices: Sequence[str]) -> tuple[str | None, str
         letter = bare.group(1).upper()
         return (letter, "bare") if letter in valid else (None, "unparsed")
     masked = _mask_option_texts(text, choices)
+    for m in _ALTERNATIVES.finditer(masked):
+        if m.group(1).upper() != m.group(2).upper() and _is_letter(masked, *m.span(1)) and _is_letter(masked, *m.span(2)):
+            return None, "ambiguous"
     strong = {m.group(1).upper() for rx in _STRONG for m in rx.finditer(masked) if _is_letter(masked, *m.span(1))}
     found = _one_letter(strong, valid, "answer_is")
     if found:
