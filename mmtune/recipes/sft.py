@@ -1,16 +1,19 @@
 """Supervised fine-tuning (alignment pre-training and instruction tuning) on the transformers Trainer.
 
 Read top to bottom: apply the strategy, validate the data before step 0, build the Trainer (per-group
-learning rates, optional L2-SP penalty, per-step loss log), train or resume, save the tuned model.
-The Trainer brings schedules, gradient accumulation, mixed precision, checkpoint/resume and
-DDP/FSDP via accelerate; this module adds only what it lacks.
+learning rates, optional L2-SP penalty, per-step loss log, divergence stop), train or resume from
+the last complete checkpoint, save the tuned model. The Trainer brings schedules, gradient
+accumulation, mixed precision, checkpoint/resume and DDP/FSDP via accelerate; this module adds
+only what it lacks.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import resource
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -24,15 +27,15 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
-
 from mmtune.config import ConfigError, to_dict
 from mmtune.data.collate import SFTCollator
 from mmtune.data.mixing import DataSourceConfig, load_sources, mix_sources
 from mmtune.data.sample import Sample
-from mmtune.data.validate import validate_samples
+from mmtune.data.validate import DEFAULT_MAX_PIXELS, check_max_pixels, validate_samples
 from mmtune.files import atomic_write_json, read_jsonl
 from mmtune.models import load_model, resolve_groups
+from mmtune.recipes.checkpoints import STAGING_DIR, last_complete_checkpoint, publish_dir
+from mmtune.recipes.divergence import DivergenceGuard
 from mmtune.recipes.trainer import SampleDataset, SFTTrainer, StepLossLog
 from mmtune.strategies import apply_strategy, optimizer_param_groups
 from mmtune.strategies.checkpoint import save_tuned
@@ -73,8 +76,17 @@ class TrainingConfig:
     dataloader_workers: int = field(
         default=0, metadata={"help": "processes that collate batches (image loading, tokenization) beside training"}
     )
+    divergence_factor: float = field(
+        default=100.0,
+        metadata={"help": "stop when a step's loss exceeds this many times the first step's loss (taken as at "
+                          "least 1.0); 0 = stop only on a non-finite loss or gradient norm"},
+    )
 
     def __post_init__(self) -> None:
+        for name in ("lr", "epochs", "warmup_ratio", "weight_decay", "l2sp", "divergence_factor"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"training.{name} must be a finite number, got {value!r}")
         positive = {"lr": self.lr, "batch_size": self.batch_size, "grad_accum": self.grad_accum,
                     "logging_steps": self.logging_steps}
         for name, value in positive.items():
@@ -92,9 +104,12 @@ class TrainingConfig:
         if self.max_length is not None and self.max_length <= 0:
             raise ValueError(f"training.max_length must be > 0 or null, got {self.max_length}")
         for group, lr in self.group_lr.items():
-            if not isinstance(lr, (int, float)) or lr < 0:
+            if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
                 raise ValueError(f"training.group_lr.{group} must be a learning rate >= 0, got {lr!r}")
         self.group_lr = {g: float(v) for g, v in self.group_lr.items()}
+        if 0 < self.divergence_factor <= 1:
+            raise ValueError(f"training.divergence_factor must be 0 (off) or > 1, got {self.divergence_factor}: "
+                             "a factor <= 1 stops on ordinary loss noise")
 
 
 @dataclass
@@ -102,6 +117,10 @@ class ValidationConfig:
     """What to do with records that fail validation."""
 
     skip_invalid: bool = field(default=False, metadata={"help": "drop invalid records (listed) instead of failing"})
+    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata={"help": "refuse images with more pixels than this"})
+
+    def __post_init__(self) -> None:
+        check_max_pixels(self.max_pixels)
 
 
 @dataclass
@@ -189,9 +208,10 @@ def _training_arguments(training: TrainingConfig, output_dir: Path) -> TrainingA
     )
 
 
-def _checked_samples(samples: Sequence[Sample], processor: Any, max_length: int | None, skip_invalid: bool) -> list[Sample]:
+def _checked_samples(samples: Sequence[Sample], processor: Any, max_length: int | None, skip_invalid: bool,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Sample]:
     """The samples to train on, validated before step 0 so bad records fail fast, all named at once."""
-    report = validate_samples(samples, processor=processor, max_length=max_length)
+    report = validate_samples(samples, processor=processor, max_length=max_length, max_pixels=max_pixels)
     if not report.ok:
         if not skip_invalid:
             report.raise_if_invalid()
@@ -219,6 +239,7 @@ def train_sft(
     resume: bool = False,
     eval_samples: Sequence[Sample] | None = None,
     skip_invalid: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> SFTResult:
     """Tune ``model`` on ``samples`` with ``strategy``; checkpoints in ``output_dir``, result in ``output_dir/final``.
 
@@ -227,7 +248,7 @@ def train_sft(
     """
     output_dir = Path(output_dir)
     set_seed(training.seed)  # new modules (LoRA, adapters) are initialised under the run's seed
-    train_samples = _checked_samples(samples, processor, training.max_length, skip_invalid)
+    train_samples = _checked_samples(samples, processor, training.max_length, skip_invalid, max_pixels)
     if not train_samples:
         raise ValueError("no training samples left after validation; check the data sources")
     groups = resolve_groups(model)
@@ -236,9 +257,7 @@ def train_sft(
     if training.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
         model.enable_input_require_grads()  # checkpointed blocks need a grad path when embeddings are frozen
 
-    checkpoint = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
-    if resume and checkpoint is None:
-        logger.warning("--resume: no checkpoint in %s; starting from step 0", output_dir)
+    checkpoint = _resume_checkpoint(output_dir) if resume else None
     loss_log = output_dir / LOSS_LOG
 
     trainer = SFTTrainer(
@@ -252,11 +271,13 @@ def train_sft(
         l2sp=training.l2sp,
         lengths=_approx_lengths(train_samples) if training.group_by_length else None,
     )
-    trainer.add_callback(StepLossLog(trainer, loss_log))
+    step_losses = StepLossLog(trainer, loss_log)
+    trainer.add_callback(step_losses)
+    trainer.add_callback(DivergenceGuard(output_dir, training.divergence_factor, step_losses, trainer))
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     train_seconds = time.perf_counter() - start
     eval_loss = trainer.evaluate()["eval_loss"] if eval_samples else None
 
@@ -285,9 +306,29 @@ def train_sft(
             "peak_memory_mb": result.peak_memory_mb,
             "summary": summary.to_dict(),
         }
-        save_tuned(trainer.model, processor, output_dir / FINAL_DIR, summary.spec, meta)
+        _save_final(trainer.model, processor, output_dir, summary.spec, meta)
     trainer.accelerator.wait_for_everyone()
     return result
+
+
+def _resume_checkpoint(output_dir: Path) -> Path | None:
+    """The last complete checkpoint in ``output_dir``, warning about each newer incomplete one skipped."""
+    checkpoint, skipped = last_complete_checkpoint(output_dir)
+    for path, problem in skipped:
+        logger.warning("--resume: skipping %s, it is incomplete (%s)", path, problem)
+    if checkpoint is None:
+        logger.warning("--resume: no complete checkpoint in %s; starting from step 0", output_dir)
+    else:
+        logger.info("--resume: continuing from %s", checkpoint)
+    return checkpoint
+
+
+def _save_final(model: nn.Module, processor: Any, output_dir: Path, spec: str, meta: dict[str, Any]) -> None:
+    """``save_tuned`` into ``.partial/final``, renamed to ``final`` once whole: a kill never leaves half a model."""
+    staged = output_dir / STAGING_DIR / FINAL_DIR
+    shutil.rmtree(staged, ignore_errors=True)
+    save_tuned(model, processor, staged, spec, meta)
+    publish_dir(staged, output_dir / FINAL_DIR)
 
 
 def run_sft(config: SFTConfig, *, resume: bool = False) -> SFTResult:
@@ -300,7 +341,7 @@ def run_sft(config: SFTConfig, *, resume: bool = False) -> SFTResult:
     return train_sft(
         loaded.model, loaded.processor, samples,
         strategy=config.strategy, output_dir=output_dir, training=config.training,
-        resume=resume, skip_invalid=config.validation.skip_invalid,
+        resume=resume, skip_invalid=config.validation.skip_invalid, max_pixels=config.validation.max_pixels,
     )
 
 

@@ -1,13 +1,15 @@
 """The transformers Trainer, extended with what SFT of multimodal models needs and it lacks.
 
 Per-group learning rates, the L2-SP penalty (anti-forgetting), an exact per-step loss log that
-survives resume, length grouping from precomputed lengths, and checkpoints that resume
-correctly for families transformers saves under legacy key names.
+survives resume, length grouping from precomputed lengths, checkpoints that resume correctly
+for families transformers saves under legacy key names and that a kill or a full disk cannot
+leave half-written, and the gradient norm of each step for the divergence check.
 """
 from __future__ import annotations
 
 import functools
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,11 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from mmtune.data.sample import Sample
 from mmtune.files import append_jsonl, atomic_write_text, read_jsonl
+from mmtune.recipes.checkpoints import STAGING_DIR, last_complete_checkpoint, publish_dir
 
 
 class SampleDataset(torch.utils.data.Dataset):
@@ -43,17 +47,22 @@ class StepLossLog(TrainerCallback):
 
     def __init__(self, trainer: SFTTrainer, path: Path) -> None:
         self.trainer, self.path = trainer, path
+        self.first_loss: float | None = None  # step 1's loss, the divergence rule's reference
+        self.last_loss = float("nan")
 
     def on_train_begin(self, args, state, control, **kwargs):
         # Keep the losses up to the step resumed from (0 for a fresh run); later steps are rerun.
+        kept = [r for r in read_jsonl(self.path) if r["step"] <= state.global_step]
+        self.first_loss = kept[0]["loss"] if kept and kept[0]["step"] == 1 else None
         if state.is_world_process_zero:
-            kept = [r for r in read_jsonl(self.path) if r["step"] <= state.global_step]
             atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def on_step_end(self, args, state, control, **kwargs):
-        loss = self.trainer.pop_step_loss()
+        self.last_loss = self.trainer.pop_step_loss()
+        if state.global_step == 1:
+            self.first_loss = self.last_loss
         if state.is_world_process_zero:
-            append_jsonl(self.path, {"step": state.global_step, "loss": loss})
+            append_jsonl(self.path, {"step": state.global_step, "loss": self.last_loss})
 
 
 class SFTTrainer(Trainer):
@@ -69,6 +78,46 @@ class SFTTrainer(Trainer):
             {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad} if l2sp else {}
         )
         self._step_loss = torch.zeros((), device=self.args.device)
+        self.last_grad_norm: float | None = None
+        self._penalty = torch.zeros((), device=self.args.device)
+        self._staging = False
+
+    def _get_output_dir(self, trial) -> str:
+        run_dir = super()._get_output_dir(trial)
+        return str(Path(run_dir) / STAGING_DIR) if self._staging else run_dir
+
+    def _save_checkpoint(self, model: nn.Module, trial) -> None:
+        """The Trainer's checkpoint, written under ``.partial/`` and renamed into place once complete.
+
+        A kill mid-write leaves only ``.partial/`` (cleared by the next save); a failed write (full
+        disk) removes it and says which complete checkpoint is still there to resume from.
+        """
+        run_dir = Path(super()._get_output_dir(trial))
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staged = run_dir / STAGING_DIR / name
+        if self.args.should_save:
+            shutil.rmtree(staged, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        except OSError as e:
+            shutil.rmtree(staged, ignore_errors=True)
+            kept, _ = last_complete_checkpoint(run_dir)
+            resume_from = f"{kept} is the last complete checkpoint" if kept else "no checkpoint is complete yet"
+            raise OSError(e.errno, f"writing {run_dir / name} failed ({e.strerror or e}); {resume_from}; "
+                                   "fix that (e.g. free disk space) and rerun with --resume") from e
+        finally:
+            self._staging = False
+        self.accelerator.wait_for_everyone()  # every process has written its part (RNG states)
+        if self.args.should_save:
+            publish_dir(staged, run_dir / name)
+        self.accelerator.wait_for_everyone()
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        grad_norm = super()._get_grad_norm(model, grad_norm)
+        self.last_grad_norm = None if grad_norm is None else float(grad_norm)
+        return grad_norm
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         # transformers 5 writes some families (LLaVA) under their legacy key names, which the
@@ -106,6 +155,7 @@ class SFTTrainer(Trainer):
             for n, p in self.accelerator.unwrap_model(model).named_parameters()
             if n in self._anchors
         )
+        self._penalty = (self._l2sp * penalty).detach()
         # Divided by the accumulation steps so one optimizer step adds the penalty exactly once.
         loss = loss + self._l2sp * penalty / self.args.gradient_accumulation_steps
         return (loss, outputs) if return_outputs else loss
@@ -114,6 +164,11 @@ class SFTTrainer(Trainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         self._step_loss = self._step_loss + loss.detach()
         return loss
+
+    @property
+    def last_penalty(self) -> float:
+        """The L2-SP term of the last step's objective (0 without L2-SP), to compare task losses alone."""
+        return float(self._penalty)
 
     def pop_step_loss(self) -> float:
         gathered = self.accelerator.gather(self._step_loss.reshape(1)).mean()
