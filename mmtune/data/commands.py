@@ -10,7 +10,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     p = data_sub.add_parser(
         "validate",
-        help="check a data file: images, placeholders, answers, lengths",
+        help="check a data file: images (fully decoded), texts, placeholders, answers, lengths",
         description="Exit code 1 when invalid records exist (0 with --skip-invalid).",
     )
     p.add_argument("path", help="LLaVA JSON, messages JSONL, HF dataset dir or parquet file")
@@ -18,6 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", dest="fmt", help="reader name when the suffix does not tell")
     p.add_argument("--model", help="model dir whose processor measures tokenized length (with --max-length)")
     p.add_argument("--max-length", type=int, help="flag samples whose image tokens a cut at N would split")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="refuse images with more pixels than this (default 40,000,000; config: validation.max_pixels)")
     p.add_argument("--skip-invalid", action="store_true", help="report counts and exit 0: training would drop them")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=validate_command)
@@ -25,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def validate_command(args: argparse.Namespace) -> int:
     from mmtune.data.readers import read_records
-    from mmtune.data.validate import validate_samples
+    from mmtune.data.validate import DEFAULT_MAX_PIXELS, validate_samples
 
     if args.max_length is not None and not args.model:
         raise ValueError("--max-length needs --model DIR: lengths are measured with that model's processor")
@@ -35,11 +37,15 @@ def validate_command(args: argparse.Namespace) -> int:
 
         processor = load_processor(args.model)
     samples = read_records(args.path, root=args.root, fmt=args.fmt)
-    report = validate_samples(samples, processor=processor, root=args.root, max_length=args.max_length)
+    max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
+    report = validate_samples(samples, processor=processor, root=args.root, max_length=args.max_length,
+                              max_pixels=max_pixels)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     elif report.ok:
         print(f"{args.path}: all {report.total} records are valid")
+        if processor is None:
+            print("(texts checked as UTF-8 only; pass --model DIR to encode them with the processor training uses)")
     else:
         print(report.table())
         print(f"\n{len(report.invalid_ids)} of {report.total} records are invalid")

@@ -162,9 +162,21 @@ def _image_ref(ref: Any, root: Path) -> str | Image.Image:
     return str(path if path.is_absolute() else root / path)
 
 
+def _utf8(raw: bytes, path: Path, line: int | None = None) -> str:
+    """``raw`` decoded as UTF-8 (what JSON requires), or an error naming the file, line and byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = line if line is not None else raw.count(b"\n", 0, e.start) + 1
+        raise ValueError(
+            f"{path}:{line}: byte {raw[e.start:e.start + 1]!r} is not UTF-8 ({e.reason}); JSON data must be "
+            "UTF-8: re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"
+        ) from e
+
+
 def _json_list_rows(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_utf8(path.read_bytes(), path))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from e
     if not isinstance(data, list):
@@ -176,8 +188,9 @@ def _json_list_rows(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
 
 
 def _jsonl_rows(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            line = _utf8(raw, path, lineno)
             if not line.strip():
                 continue
             try:
@@ -195,7 +208,9 @@ def _hf_disk_rows(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
     data = datasets.load_from_disk(str(path))
     if isinstance(data, datasets.DatasetDict):
         raise ValueError(f"{path} holds splits {', '.join(data)}; pass the folder of one split, e.g. {path}/{next(iter(data))}")
-    for i, row in enumerate(data):
+    # Image columns come undecoded ({"bytes", "path"}): decoding here would stop at the first bad
+    # image without naming its record; validation decodes each one and names it instead.
+    for i, row in enumerate(data.to_iterable_dataset().decode(False)):
         yield f"{path}: row {i}", row
 
 
