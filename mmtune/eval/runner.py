@@ -102,6 +102,7 @@ def run_task(
         "scores": scores,
         "chance": task.chance,
         "seen": task.seen,
+        "reference": task.reference,
         "counts": {"samples": len(samples), "generated": len(todo), "cached": len(samples) - len(todo)},
         "unparsed": sum(p.parsed.answer is None for p in predictions),
         "parse_rules": dict(Counter(p.parsed.rule for p in predictions)),
@@ -125,9 +126,10 @@ def evaluate(
     """Evaluate ``model`` on ``tasks`` (Task objects or registered names); returns task -> result.
 
     A result holds ``scores`` (0-100), the headline ``score`` and its ``metric``, ``chance``,
-    ``counts`` (samples / generated / cached) and ``unparsed``. Greedy answers are cached in
-    ``cache_dir`` (default ``out_dir/cache``), so a rerun after a crash only generates what is
-    missing and scores the same.
+    ``counts`` (samples / generated / cached), ``reference`` (whose scoring rules the task follows)
+    and ``unparsed`` (answers the parser could not read: rule "unparsed", or e.g. "ambiguous").
+    Greedy answers are cached in ``cache_dir`` (default ``out_dir/cache``), so a rerun after a
+    crash only generates what is missing and scores the same.
     """
     out = Path(out_dir) if out_dir is not None else None
     cache = Path(cache_dir) if cache_dir is not None else (out / "cache" if out is not None else None)

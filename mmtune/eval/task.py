@@ -103,6 +103,7 @@ class Task:
     templates: tuple[str, ...] = (DEFAULT_TEMPLATE,)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     description: str = ""
+    reference: str = ""  # the reference evaluator (tool and file) whose scoring rules are followed
 
     def __post_init__(self) -> None:
         if not self.templates:

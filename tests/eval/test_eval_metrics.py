@@ -46,15 +46,15 @@ def test_vqa_accuracy_normalization():
 
 
 def test_vqa_official_quirks():
-    # All 10 answers identical -> the reference leaves them untouched, so the article in the
-    # (un-normalized) answer is never dropped while the prediction's is: no match at all.
-    assert vqa_accuracy("the dog", ["the dog"] * 10) == 0.0
-    assert vqa_accuracy("the dog", ["the dog"] * 10, official=False) == 1.0
-    # Answers get punctuation but not whitespace processing: "yes!" -> "yes " != "yes".
-    assert vqa_accuracy("yes", ["yes!"] * 3 + ["no"] * 7) == 0.0
-    # Fully normalized: 3 x "yes" -> leaving one out leaves 2 matches (2/3, three times), leaving a
-    # "no" out leaves 3 (1, seven times): (2 + 7) / 10.
-    assert vqa_accuracy("yes", ["yes!"] * 3 + ["no"] * 7, official=False) == pytest.approx(0.9)
+    # vqaEval.py @a013f00: when the 10 answers are one string, neither side is normalized, so a
+    # raw "Two" never matches "2" and case matters; the default rules normalize both sides.
+    assert vqa_accuracy("the dog", ["the dog"] * 10, rules="vqa_eval") == 1.0
+    assert vqa_accuracy("Two", ["2"] * 10, rules="vqa_eval") == 0.0
+    assert vqa_accuracy("The dog", ["the dog"] * 10, rules="vqa_eval") == 0.0
+    assert vqa_accuracy("The dog", ["the dog"] * 10) == 1.0
+    # Answers differ, so both sides are normalized: "yes!" -> "yes " -> "yes". 3 x "yes": leaving one
+    # out leaves 2 matches (2/3, three times), leaving a "no" out leaves 3 (1, seven times): 0.9.
+    assert vqa_accuracy("yes", ["yes!"] * 3 + ["no"] * 7, rules="vqa_eval") == pytest.approx(0.9)
     # re.UNICODE (32) is passed as ``count``: of 40 periods only 32 are stripped.
     assert process_punctuation("." * 40) == "." * 8
 

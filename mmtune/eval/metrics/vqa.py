@@ -1,13 +1,28 @@
-"""VQA accuracy (the official VQA evaluation, bit-for-bit) and exact match.
+"""VQA accuracy under each reference evaluator's answer rules, and exact match.
 
-The normalization tables and regexes are copied from the official ``vqaEval.py``
-(github.com/GT-Vision-Lab/VQA, PythonEvaluationTools/vqaEvaluation), including its quirks;
-reproducing them is the point, so they are kept verbatim and each quirk is documented.
+VQA accuracy is one formula (each of the human answers left out in turn, min(1, matches among the
+others / 3), averaged) under three sets of answer rules, one per reference tool, kept apart
+because they score the same output differently (``VQA_RULES``):
+
+- ``vqa_eval``: the official script, GT-Vision-Lab/VQA
+  ``PythonEvaluationTools/vqaEvaluation/vqaEval.py`` at a013f00 ("Fixed processing answers bug").
+  When the human answers are all the same string it compares the raw strings; otherwise it
+  normalizes the prediction and every answer (punctuation, digit words, articles, contractions).
+- ``lmms_eval_vqav2``: lmms-eval ``lmms_eval/tasks/vqav2/utils.py``: the same normalization,
+  always applied to both sides.
+- ``evalai``: the EvalAI answer processor (from mmf) on both sides: LLaVA
+  ``llava/eval/m4c_evaluator.py`` (``TextVQAAccuracyEvaluator``) and lmms-eval
+  ``lmms_eval/tasks/{textvqa,ok_vqa}/utils.py``. It also lower-cases first and drops every "," and
+  "?" before the official steps, so raw human answers ("The Beatles", "beatles.") match.
+
+The lookup tables and regexes below reproduce the references' own, quirks included (each quirk
+is named where it acts); being bit-compatible with them is the point.
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 CONTRACTIONS = {
     "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
@@ -43,27 +58,30 @@ CONTRACTIONS = {
 DIGIT_WORDS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
                "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
 ARTICLES = ("a", "an", "the")
-# Verbatim: "(?!<=\d)" is a typo for a lookbehind in the original and acts as a lookahead.
+# As in the references: "(?!<=\d)" is a typo for a lookbehind and acts as a lookahead.
 PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
-COMMA_STRIP = re.compile(r"(\d)(\,)(\d)")
+COMMA_STRIP = re.compile(r"(\d)(\,)(\d)")  # vqaEval.py: one comma between two digits
+EVALAI_COMMA_STRIP = re.compile(r"(?<=\d)(\,)+(?=\d)")  # EvalAI processor: one or more commas
 PUNCTUATION = (";", r"/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@",
                "`", ",", "?", "!")
 
 
-def process_punctuation(text: str) -> str:
-    """The official ``processPunctuation``."""
+def process_punctuation(text: str, comma_strip: re.Pattern[str] = COMMA_STRIP) -> str:
+    """The references' ``processPunctuation``: a mark next to a space (or any mark in a text with a
+    digit,digit comma) is deleted, any other becomes a space; periods not before a digit go."""
     out = text
     for p in PUNCTUATION:
-        if (p + " " in text or " " + p in text) or COMMA_STRIP.search(text) is not None:
+        if (p + " " in text or " " + p in text) or comma_strip.search(text) is not None:
             out = out.replace(p, "")
         else:
             out = out.replace(p, " ")
-    # The original passes re.UNICODE (== 32) positionally, i.e. as ``count``: at most 32 periods go.
+    # The references pass re.UNICODE (== 32) positionally, i.e. as ``count``: at most 32 periods go.
     return PERIOD_STRIP.sub("", out, re.UNICODE)
 
 
 def process_digit_article(text: str) -> str:
-    """The official ``processDigitArticle``: lower-case, digit words -> digits, no articles."""
+    """The references' ``processDigitArticle``: lower-case, digit words -> digits, no articles,
+    contractions restored ("dont" -> "don't")."""
     words = [DIGIT_WORDS.get(w, w) for w in text.lower().split()]
     words = [w for w in words if w not in ARTICLES]
     return " ".join(CONTRACTIONS.get(w, w) for w in words)
@@ -73,31 +91,72 @@ def _clean_whitespace(text: str) -> str:
     return text.replace("\n", " ").replace("\t", " ").strip()
 
 
-def normalize_vqa_answer(text: str) -> str:
-    """A prediction as the official script normalizes it before comparing."""
+def _official_normalize(text: str) -> str:
     return process_digit_article(process_punctuation(_clean_whitespace(text)))
 
 
-def vqa_accuracy(prediction: str, answers: Sequence[str], official: bool = True) -> float:
-    """VQA accuracy in [0, 1]: mean over the human answers, each left out in turn, of
-    min(1, matches among the others / 3).
+def _lmms_vqav2_normalize(text: str) -> str:
+    return process_digit_article(process_punctuation(_clean_whitespace(text), EVALAI_COMMA_STRIP))
 
-    ``official=True`` reproduces the reference script: the prediction is fully normalized, but the
-    human answers are not whitespace-cleaned and only get ``processPunctuation``, and only when
-    they are not all identical (``len(set(answers)) > 1``); the released annotations are already normalized, which is why it
-    works there. ``official=False`` normalizes every answer fully, always (for references that were
-    not pre-normalized, e.g. OK-VQA-style raw strings).
+
+def evalai_normalize(text: str) -> str:
+    """The EvalAI answer processor: lower-case, drop "," and "?", split "'s" off ("dog's" -> "dog 's"),
+    then the official punctuation / digit / article / contraction steps."""
+    text = text.lower().replace(",", "").replace("?", "").replace("'s", " 's").strip()
+    return _lmms_vqav2_normalize(text)
+
+
+@dataclass(frozen=True)
+class VQARules:
+    """One reference's answer rules: where they come from and how an answer is normalized."""
+
+    source: str  # the tool and file (and commit) these rules reproduce
+    normalize: Callable[[str], str]
+    raw_when_unanimous: bool = False  # vqaEval.py: identical human answers are compared unnormalized
+
+
+VQA_RULES = {
+    "vqa_eval": VQARules(
+        "GT-Vision-Lab/VQA PythonEvaluationTools/vqaEvaluation/vqaEval.py @a013f00 (official)",
+        _official_normalize, raw_when_unanimous=True),
+    "lmms_eval_vqav2": VQARules("lmms-eval lmms_eval/tasks/vqav2/utils.py (vqav2_process_results)",
+                                _lmms_vqav2_normalize),
+    "evalai": VQARules(
+        "EvalAIAnswerProcessor on prediction and human answers: LLaVA llava/eval/m4c_evaluator.py "
+        "(TextVQAAccuracyEvaluator), lmms-eval lmms_eval/tasks/{textvqa,ok_vqa}/utils.py",
+        evalai_normalize),
+}
+DEFAULT_VQA_RULES = "lmms_eval_vqav2"
+
+
+def vqa_rules(name: str) -> VQARules:
+    """The rules registered as ``name``; the error lists the known ones."""
+    if name not in VQA_RULES:
+        raise ValueError(f"unknown VQA answer rules {name!r}; use one of {', '.join(VQA_RULES)}")
+    return VQA_RULES[name]
+
+
+def normalize_vqa_answer(text: str, rules: str = DEFAULT_VQA_RULES) -> str:
+    """An answer as ``rules`` normalizes it before comparing (``vqa_eval`` skips this step when
+    the human answers are unanimous)."""
+    return vqa_rules(rules).normalize(_clean_whitespace(text))
+
+
+def vqa_accuracy(prediction: str, answers: Sequence[str], rules: str = DEFAULT_VQA_RULES) -> float:
+    """VQA accuracy in [0, 1]: mean over the human answers, each left out in turn, of
+    min(1, matches among the others / 3), with ``rules`` (a ``VQA_RULES`` key) deciding how the
+    prediction and the answers are normalized first.
+
+    Answers are left out by position, as the references do (their answer records carry ids).
     """
     if not answers:
         raise ValueError("vqa_accuracy: no reference answers given; a VQA sample needs its human answers")
-    pred = normalize_vqa_answer(prediction)
-    if not official:
-        gts = [normalize_vqa_answer(a) for a in answers]
-    elif len(set(answers)) > 1:
-        gts = [process_punctuation(a) for a in answers]
-    else:
-        gts = list(answers)
-    # Leave one out by position: the reference compares answer dicts carrying unique answer_ids.
+    rule = vqa_rules(rules)
+    gts = [_clean_whitespace(a) for a in answers]
+    pred = _clean_whitespace(prediction)
+    if not (rule.raw_when_unanimous and len(set(gts)) == 1):
+        gts = [rule.normalize(a) for a in gts]
+        pred = rule.normalize(pred)
     accs = [min(1.0, sum(1 for j, g in enumerate(gts) if j != i and g == pred) / 3) for i in range(len(gts))]
     return sum(accs) / len(accs)
 

@@ -53,40 +53,68 @@ def mme_score(records: Iterable[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-_WORD = re.compile(r"[a-z']+")
+POPE_REFERENCE = "RUCAIBox/POPE evaluate.py @3df3ba1"
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+_SENTENCE_END = re.compile(r"[.!?\n]")
+_NEGATIONS = {"no", "not", "none", "nothing", "nope", "cannot"}
 
 
-def parse_pope(answer: str) -> str | None:
-    """POPE's rule on the first sentence: a "no"/"not" word means no; else "yes" means yes.
+def parse_pope(answer: str) -> tuple[str | None, str]:
+    """A POPE answer read as "yes" / "no", and the rule that fired; ``(None, "unparsed")`` if none.
 
-    The official script calls everything without "no"/"not" a yes; we report those answers as
-    unparsed instead (``pope_scores(official=True)`` restores the official behaviour).
+    Rules, first match wins, on the lower-cased answer: ``leading`` (it opens with yes/yeah/yep or
+    no/nope: "No, there is not." and "Yes, not a cat but a dog." alike), ``negation`` (the first
+    sentence has no / not / none / nothing / cannot or an "n't" word), ``yes`` (a "yes" in the first
+    sentence). The reference reads anything without a case-sensitive "No" / "no" / "not" word as
+    yes ("NO", "isn't", "No!", "I see a bird"); here an answer no rule reads stays unparsed and is
+    reported, because without the question a statement like "There is a bird." is no answer.
     """
-    first = answer.split(".")[0].replace(",", "").lower()
-    words = set(_WORD.findall(first))
-    if words & {"no", "not"}:
-        return "no"
-    if "yes" in words:
-        return "yes"
-    return None
+    text = answer.strip().lower().replace("\u2019", "'")
+    words = _WORD.findall(text)
+    if words and words[0] in ("yes", "yeah", "yep"):
+        return "yes", "leading"
+    if words and words[0] in ("no", "nope"):
+        return "no", "leading"
+    first = _WORD.findall(_SENTENCE_END.split(text, maxsplit=1)[0])
+    if any(w in _NEGATIONS or w.endswith("n't") for w in first):
+        return "no", "negation"
+    if "yes" in first:
+        return "yes", "yes"
+    return None, "unparsed"
+
+
+def parse_pope_official(answer: str) -> str:
+    """POPE's ``evaluate.py`` exactly: keep the text before the first ".", drop commas, split on
+    single spaces; a word equal to "No", "no" or "not" (case-sensitive) means no, anything else yes
+    ("No," -> no, "No!" -> yes, "NO" -> yes, "no\nthere" -> yes, "" -> yes)."""
+    words = answer.split(".")[0].replace(",", "").split(" ")
+    return "no" if {"No", "no", "not"} & set(words) else "yes"
+
+
+def _is_yes_label(label: str, index: int) -> bool:
+    value = label.strip().lower()
+    if value not in ("yes", "no"):
+        raise ValueError(f"POPE probe {index}: label {label!r} is neither 'yes' nor 'no'; fix the label file")
+    return value == "yes"
 
 
 def pope_scores(answers: Sequence[str], labels: Sequence[str], official: bool = False) -> dict[str, float]:
-    """Accuracy, precision, recall, F1 (positive = "yes"), predicted yes-ratio (0-100) and unparsed.
+    """Accuracy, precision, recall, F1 (positive = "yes"), predicted yes-ratio (all 0-100) and the
+    number of unparsed answers.
 
-    An unparsed answer is wrong either way: a missed yes (false negative) on a "yes" probe, a false
-    alarm (false positive) on a "no" probe; it never counts as a predicted yes. With
-    ``official=True`` unparsed answers are read as "yes", as the POPE reference does.
+    Default (``parse_pope``): an unparsed answer is wrong either way, a missed yes (false negative)
+    on a "yes" probe and a false alarm (false positive) on a "no" probe; it is never a predicted
+    yes. ``official=True`` reads every answer with ``parse_pope_official`` (nothing is unparsed),
+    reproducing the reference's figures; where it would divide by zero (no predicted yes) precision
+    is reported as 0.
     """
     if len(answers) != len(labels):
         raise ValueError(f"pope_scores: {len(answers)} answers but {len(labels)} labels")
     tp = fp = tn = fn = unparsed = predicted_yes = 0
-    for answer, label in zip(answers, labels):
-        pred = parse_pope(answer)
-        if pred is None:
-            unparsed += 1
-            pred = "yes" if official else None
-        positive = label.strip().lower() == "yes"
+    for i, (answer, label) in enumerate(zip(answers, labels)):
+        pred = parse_pope_official(answer) if official else parse_pope(answer)[0]
+        positive = _is_yes_label(label, i)
+        unparsed += pred is None
         predicted_yes += pred == "yes"
         if pred == "yes":
             tp += positive

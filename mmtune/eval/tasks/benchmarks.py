@@ -2,6 +2,12 @@
 
 Prompts follow LLaVA-1.5's evaluation: short-answer sets get "Answer the question using a
 single word or phrase."; MME questions carry their own "Please answer yes or no."
+
+VQA answer rules (``metrics/vqa.py`` VQA_RULES) follow the evaluators behind published numbers:
+VQAv2 lmms-eval's ``vqav2`` utils (the official normalization, applied to both sides every time;
+the official script leaves unanimous answers and the prediction raw, so a raw "Two" scores 0
+against ten "2"); TextVQA and OK-VQA the EvalAI answer processor on both sides (LLaVA's TextVQA
+evaluator, lmms-eval's ``textvqa`` / ``ok_vqa``), as their human answers are raw strings.
 """
 from __future__ import annotations
 
@@ -24,12 +30,16 @@ class Benchmark:
     seen: bool
     description: str
     template: str = SHORT_ANSWER_TEMPLATE
+    options: tuple[tuple[str, Any], ...] = ()  # keyword arguments for the kind (e.g. VQA rules)
 
 
 BENCHMARKS = (
-    Benchmark("vqav2", loaders.read_vqav2, "vqa", 0.0, True, "VQAv2 questions + annotations JSON, COCO images"),
-    Benchmark("okvqa", loaders.read_okvqa, "vqa", 0.0, True, "OK-VQA (VQAv2 format), outside-knowledge questions"),
-    Benchmark("textvqa", loaders.read_textvqa, "vqa", 0.0, True, "TextVQA_0.5.1 JSON, reading text in images"),
+    Benchmark("vqav2", loaders.read_vqav2, "vqa", 0.0, True, "VQAv2 questions + annotations JSON, COCO images",
+              options=(("rules", "lmms_eval_vqav2"),)),
+    Benchmark("okvqa", loaders.read_okvqa, "vqa", 0.0, True, "OK-VQA (VQAv2 format), outside-knowledge questions",
+              options=(("rules", "evalai"),)),
+    Benchmark("textvqa", loaders.read_textvqa, "vqa", 0.0, True, "TextVQA_0.5.1 JSON, reading text in images",
+              options=(("rules", "evalai"),)),
     Benchmark("gqa", loaders.read_gqa, "exact_match", 0.0, True, "GQA balanced questions JSON"),
     Benchmark("ocrvqa", loaders.read_ocrvqa, "exact_match", 0.0, True, "OCR-VQA dataset.json, book covers"),
     Benchmark("coco_caption", loaders.read_coco_captions, "caption", 0.0, True, "COCO captions_<split>.json, CIDEr-D",
@@ -54,7 +64,7 @@ def _chance(bench: Benchmark, samples: list[Sample]) -> float:
 def _factory(bench: Benchmark) -> Callable[..., Task]:
     def build(root: str, box_format: str = "norm1", **reader_kw: Any) -> Task:
         samples = bench.read(root, **reader_kw)
-        kw: dict[str, Any] = {"box_format": box_format} if bench.kind == "grounding" else {}
+        kw: dict[str, Any] = dict(bench.options) | ({"box_format": box_format} if bench.kind == "grounding" else {})
         return KINDS[bench.kind](bench.name, samples, chance=_chance(bench, samples), seen=bench.seen,
                                  templates=(bench.template,), description=bench.description, **kw)
 

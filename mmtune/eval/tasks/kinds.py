@@ -5,6 +5,7 @@ A benchmark reader (real files) or the world adapter only builds samples with re
 ``answers`` (vqa), ``answer`` (exact_match, counting, yesno, mme, pope; a letter for
 multiple_choice), ``captions`` (caption), ``choices`` (multiple_choice), ``box`` [x1, y1, x2, y2]
 in [0, 1] and optional ``image_size`` (grounding), ``category`` + ``image_id`` (mme).
+Each kind names in ``Task.reference`` whose scoring rules it follows.
 """
 from __future__ import annotations
 
@@ -20,11 +21,12 @@ from mmtune.eval.metrics import (
     iou,
     mme_score,
     parse_box,
-    parse_pope,
     parse_yes_no_start,
     pope_scores,
     vqa_accuracy,
 )
+from mmtune.eval.metrics.vqa import DEFAULT_VQA_RULES, vqa_rules
+from mmtune.eval.metrics.yesno import POPE_REFERENCE, parse_pope, parse_pope_official
 from mmtune.eval.task import DEFAULT_TEMPLATE, GenerationSettings, Parsed, Prediction, Task
 
 # Benchmark adaptation's short-answer instruction (LLaVA-1.5), appended by readers of real sets.
@@ -33,22 +35,30 @@ SHORT_ANSWER_TEMPLATE = "{prompt}\nAnswer the question using a single word or ph
 KindBuilder = Callable[..., Task]
 
 
-def _task(name: str, samples: list[Sample], *, chance: float, seen: bool, metric: str,
+MME_REFERENCE = "MME eval_tool/calculation.py (parse_pred_ans: yes/no within the first 4 characters)"
+
+
+def _task(name: str, samples: list[Sample], *, chance: float, seen: bool, metric: str, reference: str,
           score: Callable[[Parsed, Sample], float | None], max_new_tokens: int, **kw: Any) -> Task:
     kw.setdefault("templates", (DEFAULT_TEMPLATE,))
     return Task(name=name, samples=samples, score=score, metric=metric, chance=chance, seen=seen,
-                generation=GenerationSettings(max_new_tokens=max_new_tokens), **kw)
+                reference=reference, generation=GenerationSettings(max_new_tokens=max_new_tokens), **kw)
 
 
-def vqa_task(name: str, samples: list[Sample], *, chance: float, seen: bool, official: bool = True, **kw: Any) -> Task:
-    """VQA accuracy against ``meta["answers"]`` (10 human answers)."""
+def vqa_task(name: str, samples: list[Sample], *, chance: float, seen: bool, rules: str = DEFAULT_VQA_RULES,
+             **kw: Any) -> Task:
+    """VQA accuracy against ``meta["answers"]`` (10 human answers) under ``rules``, a
+    ``VQA_RULES`` key naming the reference evaluator whose answer normalization is used."""
+    reference = vqa_rules(rules).source
     return _task(name, samples, chance=chance, seen=seen, metric="vqa_accuracy", max_new_tokens=16,
-                 score=lambda p, s: vqa_accuracy(p.answer, s.meta["answers"], official=official), **kw)
+                 reference=reference, score=lambda p, s: vqa_accuracy(p.answer, s.meta["answers"], rules=rules),
+                 **kw)
 
 
 def exact_match_task(name: str, samples: list[Sample], *, chance: float, seen: bool, **kw: Any) -> Task:
     """Exact match against ``meta["answer"]`` (GQA, OCR-VQA, IconQA counts)."""
     return _task(name, samples, chance=chance, seen=seen, metric="exact_match", max_new_tokens=16,
+                 reference="exact match after lower-casing, stripping, one trailing period (metrics/vqa.py)",
                  score=lambda p, s: exact_match(p.answer, s.meta["answer"]), **kw)
 
 
@@ -61,6 +71,7 @@ def _cider_aggregate(predictions: list[Prediction]) -> dict[str, float]:
 def caption_task(name: str, samples: list[Sample], *, chance: float, seen: bool, **kw: Any) -> Task:
     """CIDEr-D over the set against ``meta["captions"]``; no per-sample score."""
     return _task(name, samples, chance=chance, seen=seen, metric="cider", max_new_tokens=32,
+                 reference="pycocoevalcap cider/cider.py (CIDEr-D), captions tokenized by metrics/caption.py",
                  score=lambda p, s: None, aggregate=_cider_aggregate, **kw)
 
 
@@ -76,7 +87,7 @@ def _yes_no_correct(parsed: Parsed, sample: Sample) -> float:
 def yesno_task(name: str, samples: list[Sample], *, chance: float, seen: bool, **kw: Any) -> Task:
     """Accuracy of a yes/no read from the start of the answer (image-text matching, RSVQA)."""
     return _task(name, samples, chance=chance, seen=seen, metric="accuracy", max_new_tokens=4,
-                 parse=_yes_no, score=_yes_no_correct, **kw)
+                 reference=MME_REFERENCE, parse=_yes_no, score=_yes_no_correct, **kw)
 
 
 def _mme_aggregate(predictions: list[Prediction]) -> dict[str, float]:
@@ -91,22 +102,35 @@ def mme_task(name: str, samples: list[Sample], *, chance: float, seen: bool, **k
     perception / cognition / total sums; the headline is plain accuracy so it shares the 0-100
     scale of every other task (forgetting scores average across tasks)."""
     return _task(name, samples, chance=chance, seen=seen, metric="accuracy", max_new_tokens=4,
-                 parse=_yes_no, score=_yes_no_correct, aggregate=_mme_aggregate, **kw)
+                 reference=MME_REFERENCE, parse=_yes_no, score=_yes_no_correct, aggregate=_mme_aggregate, **kw)
 
 
 def _pope(raw: str, sample: Sample) -> Parsed:
-    answer = parse_pope(raw)
-    return Parsed(answer, "no_or_not" if answer == "no" else "yes" if answer else "unparsed")
+    return Parsed(*parse_pope(raw))
 
 
-def _pope_aggregate(predictions: list[Prediction]) -> dict[str, float]:
-    return pope_scores([p.raw for p in predictions], [p.sample.meta["answer"] for p in predictions])
+def _pope_official(raw: str, sample: Sample) -> Parsed:
+    return Parsed(parse_pope_official(raw), "official")
 
 
-def pope_task(name: str, samples: list[Sample], *, chance: float, seen: bool, **kw: Any) -> Task:
-    """POPE: accuracy, precision, recall, F1 and the predicted yes-ratio; F1 is the headline."""
-    return _task(name, samples, chance=chance, seen=seen, metric="f1", max_new_tokens=8,
-                 parse=_pope, score=_yes_no_correct, aggregate=_pope_aggregate, **kw)
+def pope_task(name: str, samples: list[Sample], *, chance: float, seen: bool, official: bool = False,
+              **kw: Any) -> Task:
+    """POPE: accuracy, precision, recall, F1, the predicted yes-ratio and the unparsed count; F1 is
+    the headline. By default an answer ``parse_pope`` cannot read is unparsed and counts as wrong
+    (a miss on a "yes" probe, a false alarm on a "no" probe); ``official=True`` reads every answer
+    as POPE's ``evaluate.py`` does (no "No"/"no"/"not" word: yes)."""
+
+    def aggregate(predictions: list[Prediction]) -> dict[str, float]:
+        return pope_scores([p.raw for p in predictions], [p.sample.meta["answer"] for p in predictions],
+                           official=official)
+
+    if official:
+        reference = f"{POPE_REFERENCE}, exactly: an answer without a 'No'/'no'/'not' word is a yes"
+    else:
+        reference = (f"{POPE_REFERENCE}'s no-words, read by metrics/yesno.py parse_pope; an unparsed answer "
+                     "counts as wrong (a miss on a yes probe, a false alarm on a no probe)")
+    return _task(name, samples, chance=chance, seen=seen, metric="f1", max_new_tokens=8, reference=reference,
+                 parse=_pope_official if official else _pope, score=_yes_no_correct, aggregate=aggregate, **kw)
 
 
 def _choice(raw: str, sample: Sample) -> Parsed:
@@ -117,6 +141,7 @@ def _choice(raw: str, sample: Sample) -> Parsed:
 def multiple_choice_task(name: str, samples: list[Sample], *, chance: float, seen: bool, **kw: Any) -> Task:
     """Letter accuracy against ``meta["answer"]`` (a letter); unparsed answers are wrong."""
     return _task(name, samples, chance=chance, seen=seen, metric="accuracy", max_new_tokens=8,
+                 reference="letter extraction by metrics/choice.py extract_choice; unparsed answers are wrong",
                  parse=_choice, score=lambda p, s: float(p.answer == s.meta["answer"]), **kw)
 
 
@@ -135,7 +160,7 @@ def grounding_task(name: str, samples: list[Sample], *, chance: float, seen: boo
         return grounding_scores([p.parsed.answer for p in predictions], [p.sample.meta["box"] for p in predictions])
 
     return _task(name, samples, chance=chance, seen=seen, metric="acc@0.5", max_new_tokens=32,
-                 parse=parse, score=score, aggregate=aggregate, **kw)
+                 reference=f"IoU >= 0.5 with the box read as {box_format} (metrics/grounding.py)", parse=parse, score=score, aggregate=aggregate, **kw)
 
 
 KINDS: dict[str, KindBuilder] = {
