@@ -26,6 +26,9 @@ _STRONG = [  # the answer declared as such: "The answer is: B", "The correct opt
                re.IGNORECASE),
 ]
 _WEAK = re.compile(r"\b(?:option|choice|letter)\s*[:#]?\s*[(\[]?\s*([A-Za-z])(?![\w'’-])", re.IGNORECASE)
+_DECLARATION = re.compile(r"^(?:(?:i think|based on the image,?)\s+)?"
+                          r"(?:(?:the\s+)?(?:correct\s+)?answer\s*(?:is)?\s*[:=]?|it\s+is|it['’]s)\s*")
+_FUNCTION_WORDS = frozenset("a an the i you we they he she it this that is are of to in on".split())
 _LEADING = re.compile(r"\s*[(\[]?\s*([A-Za-z])(?![\w'’-])")
 # Two options offered together: "C and A", "A, or maybe C", "A/B", "(A) or (C)".
 _ALTERNATIVES = re.compile(r"(?<![\w'’-])([A-Za-z])\)?\s*,?\s*(?:\bor\b|\band\b|/|&)\s*(?:(?:maybe|perhaps|possibly)\s+)?"
@@ -56,10 +59,9 @@ def _is_letter(text: str, start: int, end: int) -> bool:
 def _one_letter(letters: set[str], valid: str, rule: str) -> tuple[str | None, str] | None:
     if len(letters) > 1:
         return None, "ambiguous"
-    if letters:
-        letter = letters.pop()
-        return (letter, rule) if letter in valid else (None, "unparsed")
-    return None
+    if letters and (letter := letters.pop()) in valid:
+        return letter, rule
+    return None  # a letter beyond the options may still be an option's text ("The answer is I.")
 
 
 def _mask_option_texts(text: str, choices: Sequence[str]) -> str:
@@ -72,12 +74,18 @@ def _mask_option_texts(text: str, choices: Sequence[str]) -> str:
 
 def _option_text(text: str, choices: Sequence[str], valid: str) -> tuple[str | None, str]:
     said = _norm(text)
-    exact = [i for i, c in enumerate(choices) if _norm(c) == said]
+    bare = _DECLARATION.sub("", said)
+    exact = [i for i, c in enumerate(choices) if _norm(c) in (said, bare)]
     if len(exact) == 1:
         return valid[exact[0]], "option_text"
-    found = [i for i, c in enumerate(choices) if _norm(c) and re.search(rf"(?<!\w){re.escape(_norm(c))}(?!\w)", said)]
-    # An option contained in another found option ("dog" in "hot dog") is not a second answer.
-    found = [i for i in found if not any(j != i and _norm(choices[i]) in _norm(choices[j]) for j in found)]
+    # Longest option first, each found occurrence blanked, so "hot dog" is not also a "dog"; function
+    # words ("the", "I") as options count only when they are the whole answer.
+    found = []
+    for i in sorted(range(len(choices)), key=lambda k: -len(choices[k])):
+        option = _norm(choices[i])
+        if option and option not in _FUNCTION_WORDS:
+            said, hits = re.subn(rf"(?<!\w){re.escape(option)}(?!\w)", " ", said)
+            found += [i] if hits else []
     if len(found) == 1:
         return valid[found[0]], "option_text"
     return None, "ambiguous" if found else "unparsed"
