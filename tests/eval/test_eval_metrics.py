@@ -139,10 +139,10 @@ def test_pope_scores():
 
 @pytest.mark.parametrize("answer,expected", [
     ("B", ("B", "bare")), ("b.", ("B", "bare")), ("(C)", ("C", "bare")),
-    ("A. cat", ("A", "letter_prefix")), ("I pick (B) because", ("B", "parenthesized")),
+    ("A. cat", ("A", "leading_letter")), ("I pick (B) because", ("B", "letter")),
     ("The answer is C.", ("C", "answer_is")), ("dog", ("B", "option_text")),
     ("It is a bird.", ("C", "option_text")), ("A dog", ("B", "option_text")),
-    ("D", (None, "unparsed")), ("cat or dog", (None, "unparsed")), ("", (None, "unparsed")),
+    ("D", (None, "unparsed")), ("cat or dog", (None, "ambiguous")), ("", (None, "unparsed")),
 ])
 def test_extract_choice(answer, expected):
     assert extract_choice(answer, ["cat", "dog", "bird"]) == expected

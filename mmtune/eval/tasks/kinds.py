@@ -20,11 +20,11 @@ from mmtune.eval.metrics import (
     grounding_scores,
     iou,
     mme_score,
-    parse_box,
     parse_yes_no_start,
     pope_scores,
     vqa_accuracy,
 )
+from mmtune.eval.metrics.grounding import read_box
 from mmtune.eval.metrics.vqa import DEFAULT_VQA_RULES, vqa_rules
 from mmtune.eval.metrics.yesno import POPE_REFERENCE, parse_pope, parse_pope_official
 from mmtune.eval.task import DEFAULT_TEMPLATE, GenerationSettings, Parsed, Prediction, Task
@@ -150,8 +150,9 @@ def grounding_task(name: str, samples: list[Sample], *, chance: float, seen: boo
     """acc@0.5 and mean IoU of the box a model writes, read in its family's ``box_format``."""
 
     def parse(raw: str, sample: Sample) -> Parsed:
-        box = parse_box(raw, box_format, sample.meta.get("image_size"))
-        return Parsed(box, box_format if box else "unparsed")
+        # Pixel formats need the original size: the reader's meta, else the in-memory image's own.
+        size = sample.meta.get("image_size") or next((im.size for im in sample.images if hasattr(im, "size")), None)
+        return Parsed(*read_box(raw, box_format, size))
 
     def score(parsed: Parsed, sample: Sample) -> float:
         return float(parsed.answer is not None and iou(parsed.answer, sample.meta["box"]) >= 0.5)
