@@ -144,6 +144,11 @@ def _module_from(path: Path, name: str):
     return module
 
 
+def _nonzero(box: list[float]) -> list[float] | None:
+    """lmms-eval's ``parse_float_sequence_within`` answers [0, 0, 0, 0] when it finds no box."""
+    return None if box == [0, 0, 0, 0] else [float(v) for v in box]
+
+
 def _verdict(got, truth) -> str:
     if truth is None:
         return "right" if got is None else "wrong"
@@ -169,8 +174,7 @@ def main() -> None:
     readers_box = {
         "mmtune": lambda t: find_box(t)[0],
         "lmms_eval_refcoco_grounding": lambda t: (lmms_boxes(t) or [None])[0],
-        "lmms_eval_refcoco_rec": lambda t: (lambda b: None if b == [0, 0, 0, 0] else [float(v) for v in b])(
-            lmms_first_bracketed(t)),
+        "lmms_eval_refcoco_rec": lambda t: _nonzero(lmms_first_bracketed(t)),
     }
     report: dict = {"n": args.n, "seed": args.seed}
     shown: dict[str, list] = {}

@@ -14,7 +14,12 @@ from PIL import Image
 
 from mmtune.data.sample import Sample
 from mmtune.eval.metrics.choice import extract_choice
-from mmtune.eval.metrics.grounding import box_format_for, find_box, read_box, smart_resize_size
+from mmtune.eval.metrics.grounding import (
+    box_format_for,
+    find_box,
+    read_box,
+    smart_resize_size,
+)
 from mmtune.eval.tasks.kinds import grounding_task
 
 ANIMALS = ["cat", "dog", "bird"]
@@ -37,16 +42,22 @@ def test_issue_answers_every_reader_accepts(answer, rule):
     ("A dog", ANIMALS, ("B", "option_text")),  # "A" is an article; can_infer: A
     ("The answer is vitamin C.", ["vitamin C", "vitamin D"], ("A", "option_text")),  # can_infer: A
     ("hot dog", ["dog", "hot dog"], ("B", "option_text")),  # "dog" inside the other option; can_infer: False
+    ("It is we.", ["I", "we", "you"], ("B", "option_text")),  # can_infer: False
+    ("The answer is I.", ["I", "you", "we"], ("A", "option_text")),  # I is no letter of 3 options; can_infer: False
+    # Function words as options count only as the whole answer: "the" here is prose; can_infer: False.
+    ("I cannot determine the answer from the image.", ["a", "an", "the"], (None, "unparsed")),
 ])
 def test_never_a_confidently_wrong_letter(answer, choices, expected):
     assert extract_choice(answer, choices) == expected
 
 
-@pytest.mark.parametrize("answer", ["Both C and A", "A or B", "Option A or option C", "cat or dog",
-                                    "The answer is A, or maybe C."])
-def test_an_answer_naming_two_options_is_no_letter(answer):
-    # can_infer: False on all five, as expected.
-    assert extract_choice(answer, ANIMALS) == (None, "ambiguous")
+@pytest.mark.parametrize("answer,choices", [
+    ("Both C and A", ANIMALS), ("A or B", ANIMALS), ("Option A or option C", ANIMALS), ("cat or dog", ANIMALS),
+    ("Either hot dog or dog.", ["dog", "hot dog"]), ("yes and no", ["yes", "no"]),
+    ("The answer is A, or maybe C.", ANIMALS),  # can_infer: A; False on the others, as expected
+])
+def test_an_answer_naming_two_options_is_no_letter(answer, choices):
+    assert extract_choice(answer, choices) == (None, "ambiguous")
 
 
 @pytest.mark.parametrize("answer,choices,expected", [

@@ -17,7 +17,8 @@ MC_INSTRUCTION = "Answer with the option's letter from the given choices directl
 _MARKUP = re.compile(r"[*_`#]+")  # markdown emphasis and headings around a letter ("**B**")
 _LETTER = re.compile(r"(?<![\w'’-])([A-Za-z])(?![\w'’-])")  # one letter, not part of a word or "X-ray"
 # Words after which a capital "A" still names an option ("A is correct", "C and A"), not an article.
-_LETTER_VERBS = frozenset("is was seems looks would should must and or because since as fits matches".split())
+_LETTER_VERBS = frozenset({"is", "was", "seems", "looks", "would", "should", "must", "and", "or", "because",
+                           "since", "as", "fits", "matches"})
 _BE = r"(?:is|would\s+be|should\s+be|must\s+be|will\s+be)"
 _STRONG = [  # the answer declared as such: "The answer is: B", "The correct option is B", "B is correct"
     re.compile(rf"\b(?:answer|(?:correct|right|best)\s+(?:option|choice))\s*{_BE}?\s*[:=]?\s*"
@@ -28,7 +29,8 @@ _STRONG = [  # the answer declared as such: "The answer is: B", "The correct opt
 _WEAK = re.compile(r"\b(?:option|choice|letter)\s*[:#]?\s*[(\[]?\s*([A-Za-z])(?![\w'’-])", re.IGNORECASE)
 _DECLARATION = re.compile(r"^(?:(?:i think|based on the image,?)\s+)?"
                           r"(?:(?:the\s+)?(?:correct\s+)?answer\s*(?:is)?\s*[:=]?|it\s+is|it['’]s)\s*")
-_FUNCTION_WORDS = frozenset("a an the i you we they he she it this that is are of to in on".split())
+_FUNCTION_WORDS = frozenset({"a", "an", "the", "i", "you", "we", "they", "he", "she", "it", "this", "that", "is",
+                             "are", "of", "to", "in", "on"})
 _LEADING = re.compile(r"\s*[(\[]?\s*([A-Za-z])(?![\w'’-])")
 # Two options offered together: "C and A", "A, or maybe C", "A/B", "(A) or (C)".
 _ALTERNATIVES = re.compile(r"(?<![\w'’-])([A-Za-z])\)?\s*,?\s*(?:\bor\b|\band\b|/|&)\s*(?:(?:maybe|perhaps|possibly)\s+)?"
