@@ -6,6 +6,7 @@ whole run ``results.json`` and ``results.md``; every file is written atomically 
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 from transformers import ProcessorMixin
 
 from mmtune.data.collate import GenerationCollator, render
-from mmtune.eval.cache import AnswerCache, answer_key, model_fingerprint
+from mmtune.eval.cache import AnswerCache, answer_key, exclusive_lock, model_fingerprint
 from mmtune.eval.metrics import sensitivity
 from mmtune.eval.task import Prediction, Task, get_task
 from mmtune.files import append_jsonl, atomic_write_json, atomic_write_text
@@ -137,16 +138,20 @@ def evaluate(
     results: dict[str, dict[str, Any]] = {}
     was_training = model.training
     model.eval()  # dropout off: greedy answers must be reproducible to be cached
-    try:
-        for t in tasks:
-            task = get_task(t) if isinstance(t, str) else t
-            results[task.name] = run_task(model, processor, task, batch_size=batch_size, limit=limit, out_dir=out,
-                                          cache_dir=cache, template=template, progress=progress, model_fp=model_fp)
-    finally:
-        model.train(was_training)
-    if out is not None:
-        atomic_write_json(out / "results.json", {"model_fingerprint": model_fp, "tasks": results})
-        atomic_write_text(out / "results.md", results_table(results))
+    # Two evaluations into one folder take turns: interleaved, their per-sample files would mix.
+    with (exclusive_lock(out / ".eval.lock", f"another evaluation is writing into {out}; waiting for it to finish")
+          if out is not None else contextlib.nullcontext()):
+        try:
+            for t in tasks:
+                task = get_task(t) if isinstance(t, str) else t
+                results[task.name] = run_task(model, processor, task, batch_size=batch_size, limit=limit,
+                                              out_dir=out, cache_dir=cache, template=template, progress=progress,
+                                              model_fp=model_fp)
+        finally:
+            model.train(was_training)
+        if out is not None:
+            atomic_write_json(out / "results.json", {"model_fingerprint": model_fp, "tasks": results})
+            atomic_write_text(out / "results.md", results_table(results))
     return results
 
 
