@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strategies", default=None,
                    help="strategy rows separated by ';' (rows contain commas), e.g. 'full;lora(r=8);lora+replay(fraction=0.2)'")
     p.add_argument("--targets", default=None, help="comma-separated target task names, e.g. sciqa,rsvqa")
+    p.add_argument("--projector", choices=("mlp", "resampler"), default=None,
+                   help="the built-in base's interface (default mlp, LLaVA's MLP; resampler: learnable queries); "
+                        "the same as --set world_projector=...")
     p.add_argument("--report", metavar="DIR", default=None,
                    help="only re-render the report from DIR's finished runs (nothing is trained)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -41,6 +44,8 @@ def _bench(args: argparse.Namespace) -> int:
             overrides.append(f"out_dir={args.out}")
         if args.targets:
             overrides.append(f"targets={args.targets}")
+        if args.projector:
+            overrides.append(f"world_projector={args.projector}")
         config = load_bench_config(args.config, overrides, preset=args.preset)
         if args.strategies:
             # Rows contain commas (``lora(r=8, alpha=16)``), so the list is split on ';' and set directly.

@@ -1,5 +1,7 @@
-"""Render a bench from its finished run records: results.json, a markdown table, an E-vs-F scatter
-with the Pareto frontier, and a recommendation per target. Works on a half-finished bench too.
+"""Render a bench from its finished run records: results.json, a markdown table with 95% intervals,
+a figure (E vs F with the Pareto frontier beside a heatmap of seen-set deltas per target), and a
+recommendation per target that says when rows tie. Works on a half-finished bench too, and on
+benches recorded before per-sample scores were kept (their intervals read n/a).
 """
 from __future__ import annotations
 
@@ -8,11 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from mmtune.bench.pareto import Point, pareto_front, recommend
-from mmtune.bench.scores import RunScores, aggregate_seeds
+from mmtune.bench.plots import bench_figure
+from mmtune.bench.scores import DEFAULT_RANGE, SCALE_CHOICE, RunScores, aggregate_seeds
+from mmtune.bench.uncertainty import LEVEL, RESAMPLES, SampleScores, SeedScores, percentile_interval, row_replicates
 from mmtune.files import atomic_write_json, atomic_write_text
 
 RUNS_DIR = "runs"
 BASE_FILE = "base.json"
+NO_SAMPLES = ("runs or base scores recorded without per-sample scores (benches run before mmtune kept them, or "
+              "a score no per-sample form reproduces); rerun into a new --out folder to get intervals")
 
 
 def load_runs(out_dir: str | Path) -> list[dict[str, Any]]:
@@ -23,22 +29,52 @@ def load_runs(out_dir: str | Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(runs_dir.glob("*.json"))]
 
 
-def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """target -> row -> mean ± std of E, F, O over seeds, mean cost, per-seen-task mean deltas."""
+def _sample_scores(records: dict[str, Any] | None, names: list[str]) -> dict[str, SampleScores] | None:
+    if not records or any(records.get(n) is None for n in names):
+        return None
+    return {n: SampleScores.from_record(records[n]) for n in names}
+
+
+def row_intervals(target: str, runs: list[dict[str, Any]], base_per_sample: dict[str, Any] | None,
+                  resamples: int = RESAMPLES) -> dict[str, Any] | None:
+    """95% bootstrap intervals of a row's E, F, O and raw seen deltas; None without per-sample scores."""
+    seen = sorted(runs[0]["seen_deltas"])
+    base = _sample_scores(base_per_sample, [target, *seen])
+    per_run = [_sample_scores(r.get("per_sample"), [target, *seen]) for r in runs]
+    if base is None or any(p is None for p in per_run) or any("ranges" not in r for r in runs):
+        return None
+    if any(len(p[n]) != len(base[n]) for p in per_run for n in p):
+        return None  # scored on other test samples than the base in base.json
+    ranges = {n: float(runs[0]["ranges"].get(n, DEFAULT_RANGE)) for n in [target, *seen]}
+    seeds = [SeedScores(p[target], {n: p[n] for n in seen}) for p in per_run]
+    reps = row_replicates(target, seeds, base, ranges, resamples)
+    return {**{f"{k}_ci": list(percentile_interval(reps[k])) for k in ("E", "F", "O")},
+            "seen_deltas_ci": {n: list(percentile_interval(reps[f"seen:{n}"])) for n in seen}}
+
+
+def summarize(runs: list[dict[str, Any]], base: dict[str, Any] | None = None,
+              resamples: int = RESAMPLES) -> dict[str, dict[str, dict[str, Any]]]:
+    """target -> row -> mean ± std of E, F, O over seeds, their 95% intervals (None without per-sample
+    scores), mean cost, mean seen-set deltas raw and on F's scale."""
     grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for run in runs:
         grouped.setdefault(run["target"], {}).setdefault(run["row"], []).append(run)
+    base_samples = (base or {}).get("per_sample")
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for target, rows in grouped.items():
         summary[target] = {}
         for row, rs in rows.items():
             agg = aggregate_seeds([RunScores(r["E"], r["F"], r["O"]) for r in rs])
             seen = sorted(rs[0]["seen_deltas"])
+            intervals = row_intervals(target, rs, base_samples, resamples)
             summary[target][row] = {
                 **{k: list(v) for k, v in agg.items()},
+                **(intervals or {"E_ci": None, "F_ci": None, "O_ci": None, "seen_deltas_ci": None}),
                 "seeds": sorted(r["seed"] for r in rs),
                 "kind": rs[0]["kind"],
-                "seen_deltas": {t: sum(r["seen_deltas"][t] for r in rs) / len(rs) for t in seen},
+                "seen_deltas": {t: _mean([r["seen_deltas"][t] for r in rs]) for t in seen},
+                "seen_scaled": {t: _mean([r.get("seen_scaled", r["seen_deltas"])[t] for r in rs]) for t in seen},
+                "ranges": rs[0].get("ranges"),
                 "trainable_params": rs[0].get("trainable_params"),
                 "train_seconds": _mean([r.get("train_seconds") for r in rs]),
                 "peak_memory_mb": _mean([r.get("peak_memory_mb") for r in rs]),
@@ -51,22 +87,28 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
+def _ci(value: list[float] | None) -> tuple[float, float] | None:
+    return None if value is None else (value[0], value[1])
+
+
 def points(rows: dict[str, dict[str, Any]]) -> list[Point]:
-    return [Point(name, r["E"][0], r["F"][0]) for name, r in rows.items()]
+    return [Point(name, r["E"][0], r["F"][0], _ci(r["E_ci"]), _ci(r["F_ci"]), _ci(r["O_ci"]))
+            for name, r in rows.items()]
 
 
-def recommendations(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, str]]:
-    """Per target: the frontier row with the best O and why."""
+def recommendations(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per target: the frontier row with the best O, the rows it ties with, and why."""
     out = {}
     for target, rows in summary.items():
         rec = recommend(points(rows))
-        out[target] = {"strategy": rec.name, "why": rec.why}
+        out[target] = {"strategy": rec.name, "tied": list(rec.tied), "why": rec.why}
     return out
 
 
-def _pm(mean_std: list[float], n_seeds: int) -> str:
+def _cell(mean_std: list[float], n_seeds: int, ci: list[float] | None) -> str:
     mean, std = mean_std
-    return f"{mean:+.1f} ± {std:.1f}" if n_seeds > 1 else f"{mean:+.1f}"
+    text = f"{mean:+.1f} ± {std:.1f}" if n_seeds > 1 else f"{mean:+.1f}"
+    return f"{text} [{'n/a' if ci is None else f'{ci[0]:+.1f}, {ci[1]:+.1f}'}]"
 
 
 def _count(n: int | None) -> str:
@@ -82,13 +124,33 @@ def _num(x: float | None, fmt: str) -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def markdown(summary: dict[str, dict[str, dict[str, Any]]], recs: dict[str, dict[str, str]],
-             base: dict[str, float] | None = None) -> str:
+LEGEND = (
+    "E = target score gain over the base's zero-shot score; F = mean change on the seen tasks (negative = "
+    "forgetting); O = E + F. Each change is counted on one scale before seen sets are averaged: 100 x change "
+    "/ the metric's full range (100 for accuracies, VQA accuracy, exact match, F1, acc@0.5; 1000 for CIDEr-D), "
+    "so accuracy changes are plain points and a caption CIDEr-D change counts a tenth (it is defined when a "
+    "base scores 0 and keeps the paper's points where every set is 0-100); the Δ columns are the raw "
+    "per-set changes, mean over seeds. Cells read mean ± std over seeds [95% percentile bootstrap interval "
+    "over test samples, {resamples} resamples, paired with the base]. A row beats another only where their "
+    "intervals are disjoint: * = on the (E, F) Pareto frontier (no row at least as good on both and better "
+    "beyond the noise on one); the recommendation ties with every row whose O interval overlaps its own. "
+    "Memory is the CUDA peak on GPU, the process's peak RSS on CPU (it only grows over a bench)."
+)
+
+
+def _recommendation_line(target: str, rec: dict[str, Any]) -> str:
+    if rec["tied"]:
+        return (f"**Recommendation for {target}: `{rec['strategy']}`, tied with "
+                f"{', '.join(f'`{t}`' for t in rec['tied'])}** — {rec['why']}.")
+    return f"**Recommendation for {target}: `{rec['strategy']}`** — {rec['why']}."
+
+
+def markdown(summary: dict[str, dict[str, dict[str, Any]]], recs: dict[str, dict[str, Any]],
+             base: dict[str, float] | None = None, notes: list[str] | None = None,
+             resamples: int = RESAMPLES) -> str:
     """One table per target (rows sorted by O), frontier rows starred, then the recommendation."""
-    legend = ("E = target score gain over the base's zero-shot score; F = mean change on the seen "
-              "tasks (negative = forgetting); O = E + F. * = on the (E, F) Pareto frontier. Memory is "
-              "the CUDA peak on GPU, the process's peak RSS on CPU (it only grows over a bench).")
-    lines = ["# mmtune bench", "", legend, ""]
+    lines = ["# mmtune bench", "", LEGEND.format(resamples=resamples), ""]
+    lines += [f"Note: {n}" for n in notes or []] + ([""] if notes else [])
     for target, rows in summary.items():
         front = {p.name for p in pareto_front(points(rows))}
         seen = sorted(next(iter(rows.values()))["seen_deltas"])
@@ -101,59 +163,58 @@ def markdown(summary: dict[str, dict[str, dict[str, Any]]], recs: dict[str, dict
         for name, r in sorted(rows.items(), key=lambda kv: -kv[1]["O"][0]):
             n = len(r["seeds"])
             lines.append(
-                f"| {name}{' *' if name in front else ''} | {_pm(r['E'], n)} | {_pm(r['F'], n)} | "
-                f"{_pm(r['O'], n)} | " + " | ".join(f"{r['seen_deltas'][t]:+.1f}" for t in seen)
+                f"| {name}{' *' if name in front else ''} | {_cell(r['E'], n, r['E_ci'])} | "
+                f"{_cell(r['F'], n, r['F_ci'])} | {_cell(r['O'], n, r['O_ci'])} | "
+                + " | ".join(f"{r['seen_deltas'][t]:+.1f}" for t in seen)
                 + f" | {_count(r['trainable_params'])} | {_num(r['train_seconds'], '.1f')} | "
                 f"{_num(r['peak_memory_mb'], '.0f')} |"
             )
-        rec = recs[target]
-        lines += ["", f"**Recommendation for {target}: `{rec['strategy']}`** — {rec['why']}.", ""]
+        lines += ["", _recommendation_line(target, recs[target]), ""]
+    lines += ["![E vs F per target, beside its seen-set deltas](pareto.png)", ""]
     return "\n".join(lines)
 
 
-def scatter(summary: dict[str, dict[str, dict[str, Any]]], path: str | Path) -> Path:
-    """E (x) vs F (y) per target, every row labelled, the Pareto frontier drawn as a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: the bench runs on servers and in tests
-    import matplotlib.pyplot as plt
-
-    targets = list(summary)
-    fig, axes = plt.subplots(1, len(targets), figsize=(6 * len(targets), 4.5), squeeze=False)
-    for ax, target in zip(axes[0], targets):
-        pts = points(summary[target])
-        front = pareto_front(pts)
-        ax.scatter([p.E for p in pts], [p.F for p in pts], color="tab:gray", label="strategy")
-        ax.plot([p.E for p in front], [p.F for p in front], "o-", color="tab:red", label="Pareto frontier")
-        for p in pts:
-            ax.annotate(p.name, (p.E, p.F), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        ax.axhline(0.0, color="black", linewidth=0.5)
-        ax.set(title=target, xlabel="E (specialization)", ylabel="F (stabilization; < 0 = forgetting)")
-        ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)  # atomic like every other output
-    return path
+def _notes(summary: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    missing = [f"{t}/{row}" for t, rows in summary.items() for row, r in rows.items() if r["E_ci"] is None]
+    if not missing:
+        return []
+    return [f"intervals n/a for {len(missing)} of {sum(len(r) for r in summary.values())} rows "
+            f"({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}): {NO_SAMPLES}; "
+            "without intervals rows are compared on their means."]
 
 
-def write_report(out_dir: str | Path) -> dict[str, Path]:
-    """(Re-)render results.json, report.md and pareto.png from ``out_dir``'s finished runs."""
+def _without_samples(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if record is None else {k: v for k, v in record.items() if k != "per_sample"}
+
+
+def write_report(out_dir: str | Path, resamples: int | None = None) -> dict[str, Path]:
+    """(Re-)render results.json, report.md and pareto.png from ``out_dir``'s finished runs;
+    ``resamples`` defaults to the bench config's (config.json), else 1000."""
     out_dir = Path(out_dir)
     runs = load_runs(out_dir)
     if not runs:
         raise ValueError(f"{out_dir / RUNS_DIR} holds no finished runs yet; nothing to report")
-    summary = summarize(runs)
-    recs = recommendations(summary)
+    if resamples is None:
+        config_path = out_dir / "config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
+        resamples = int(config.get("bootstrap_resamples", RESAMPLES))
     base_path = out_dir / BASE_FILE
     base = json.loads(base_path.read_text(encoding="utf-8")) if base_path.exists() else None
-    paths = {
-        "results": atomic_write_json(out_dir / "results.json",
-                                     {"base": base, "summary": summary, "recommendations": recs, "runs": runs}),
-        "table": atomic_write_text(out_dir / "report.md", markdown(summary, recs, (base or {}).get("scores"))),
-        "plot": scatter(summary, out_dir / "pareto.png"),
+    summary = summarize(runs, base, resamples)
+    recs = recommendations(summary)
+    notes = _notes(summary)
+    results = {
+        "base": _without_samples(base),
+        "scale": SCALE_CHOICE,
+        "bootstrap": {"resamples": resamples, "level": LEVEL, "over": "test samples, paired with the base",
+                      "interval": "percentile", "seeds": "averaged within each resample",
+                      "per_sample_scores": f"{RUNS_DIR}/*.json and {BASE_FILE}, key per_sample"},
+        "summary": summary, "recommendations": recs, "notes": notes,
+        "runs": [_without_samples(r) for r in runs],
     }
-    return paths
+    return {
+        "results": atomic_write_json(out_dir / "results.json", results),
+        "table": atomic_write_text(out_dir / "report.md",
+                                   markdown(summary, recs, (base or {}).get("scores"), notes, resamples)),
+        "plot": bench_figure(summary, {t: points(rows) for t, rows in summary.items()}, out_dir / "pareto.png"),
+    }

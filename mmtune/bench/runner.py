@@ -1,7 +1,8 @@
 """The bench run loop: evaluate the base once, then tune, evaluate and score every (target, row, seed).
 
 Each finished run is one JSON under ``out_dir/runs``, written atomically, so an interrupted bench
-resumes where it stopped. Posterior rows (WiSE-FT, merging) reuse finished runs' weights, no
+resumes where it stopped. Runs and the base keep every set's per-sample scores, from which the
+report draws its bootstrap intervals. Posterior rows (WiSE-FT, merging) reuse finished runs' weights, no
 retraining. The report is re-rendered at the end (and by ``mmtune bench --report``).
 """
 from __future__ import annotations
@@ -13,18 +14,30 @@ import random
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmtune.bench.grid import WORLD_SOURCE, BenchConfig, TaskRef
 from mmtune.bench.report import BASE_FILE, RUNS_DIR, write_report
 from mmtune.bench.rows import Row, slug
-from mmtune.bench.scores import run_scores
-from mmtune.data.replay import with_replay
+from mmtune.bench.sample_scores import evaluated_sample_scores
+from mmtune.bench.scores import metric_range, run_scores
+from mmtune.methods.replay import with_replay
 from mmtune.data.sample import Sample
 from mmtune.files import atomic_write_json
 
 WORK_DIR = "work"  # trained weights that posterior rows still need
+
+
+@dataclass
+class Scored:
+    """One model's scores on some bench tasks: the headline score, its metric's full range (the
+    common scale of E and F) and the per-sample scores (None where no form reproduces the score)."""
+
+    scores: dict[str, float] = field(default_factory=dict)
+    ranges: dict[str, float] = field(default_factory=dict)
+    per_sample: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
 
 def run_id(target: str, row: Row, seed: int) -> str:
@@ -52,8 +65,9 @@ class Bench:
             return path
         from mmtune.recipes.pretrain import ensure_base_model
 
-        self.log(f"base model: world preset {self.config.world_preset!r} (pre-trained once, then cached)")
-        return ensure_base_model(preset=self.config.world_preset)
+        self.log(f"base model: world preset {self.config.world_preset!r}, projector {self.config.world_projector!r} "
+                 "(pre-trained once, then cached)")
+        return ensure_base_model(preset=self.config.world_preset, projector=self.config.world_projector)
 
     def task(self, ref: TaskRef):
         """The eval task scoring ``ref``, built once."""
@@ -93,36 +107,49 @@ class Bench:
 
         return load_tuned(self.base_path)
 
-    def evaluate(self, model, processor, refs: list[TaskRef], run: str) -> dict[str, float]:
-        """Headline score per task label, answers cached across runs of the bench."""
+    def evaluate(self, model, processor, refs: list[TaskRef], run: str) -> Scored:
+        """Headline and per-sample scores per task label, answers cached across runs of the bench."""
         from mmtune.eval.runner import evaluate
 
         tasks = [self.task(r) for r in refs]
         if len({t.name for t in tasks}) != len(tasks):
             raise ValueError(f"bench tasks {', '.join(r.name for r in refs)} resolve to eval tasks with the same "
                              "name; give each target/seen entry a different eval task")
+        eval_dir = self.out / "evals" / run
         results = evaluate(model, processor, tasks, batch_size=self.config.eval_batch_size,
-                           limit=self.config.n_test, out_dir=self.out / "evals" / run,
-                           cache_dir=self.out / "cache", progress=False)
-        return {r.name: _score(r, res) for r, res in zip(refs, results.values())}
+                           limit=self.config.n_test, out_dir=eval_dir, cache_dir=self.out / "cache", progress=False)
+        scored = Scored()
+        for ref, task, result in zip(refs, tasks, results.values()):
+            key = _metric(ref, result)
+            scored.scores[ref.name] = float(result["scores"][key])
+            scored.ranges[ref.name] = ref.metric_range or metric_range(key)
+            found = evaluated_sample_scores(task, eval_dir, self.config.n_test, result, key)
+            scored.per_sample[ref.name] = found.to_record() if found is not None else None
+        return scored
 
     # -- the base, once ------------------------------------------------------------------------
-    def base_scores(self) -> dict[str, float]:
-        """Zero-shot target scores and seen scores before tuning; only tasks not yet scored are run."""
+    def base_scores(self) -> Scored:
+        """Zero-shot target scores and seen scores before tuning; only tasks not yet scored are run
+        (a base.json from before per-sample scores were kept is completed from the answer cache)."""
         path = self.out / BASE_FILE
         settings = {"model": str(self.base_path), "n_test": self.config.n_test}
         cached = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
         if cached.get("settings") != settings:
             cached = {"settings": settings, "scores": {}, "refs": {}}
+        for key in ("ranges", "per_sample"):
+            cached.setdefault(key, {})
         refs = [*self.config.targets, *self.config.seen]
-        missing = [r for r in refs if cached["refs"].get(r.name) != self.test_fingerprint(r)]
+        missing = [r for r in refs if cached["refs"].get(r.name) != self.test_fingerprint(r)
+                   or r.name not in cached["per_sample"]]
         if missing:
             self.log(f"evaluating the base on {', '.join(r.name for r in missing)}")
             loaded = self.load_base()
-            cached["scores"].update(self.evaluate(loaded.model, loaded.processor, missing, "base"))
+            scored = self.evaluate(loaded.model, loaded.processor, missing, "base")
+            for key in ("scores", "ranges", "per_sample"):
+                cached[key].update(getattr(scored, key))
             cached["refs"].update({r.name: self.test_fingerprint(r) for r in missing})
             atomic_write_json(path, cached)
-        return cached["scores"]
+        return Scored(cached["scores"], cached["ranges"], cached["per_sample"])
 
     # -- runs ----------------------------------------------------------------------------------
     def settings(self, target: TaskRef, row: Row, seed: int) -> dict[str, Any]:
@@ -147,7 +174,7 @@ class Bench:
     def weights_dir(self, rid: str) -> Path:
         return self.out / WORK_DIR / rid
 
-    def tune(self, target: TaskRef, row: Row, seed: int, base: dict[str, float]) -> dict[str, Any]:
+    def tune(self, target: TaskRef, row: Row, seed: int, base: Scored) -> dict[str, Any]:
         from mmtune.recipes.sft import train_sft
 
         rid = run_id(target.name, row, seed)
@@ -165,15 +192,19 @@ class Bench:
                            total_params=result.summary.total_params, train_seconds=result.train_seconds,
                            peak_memory_mb=result.peak_memory_mb, final_loss=result.losses[-1] if result.losses else None)
 
-    def record(self, target: TaskRef, row: Row, seed: int, base: dict[str, float], after: dict[str, float],
+    def record(self, target: TaskRef, row: Row, seed: int, base: Scored, after: Scored,
                **extra: Any) -> dict[str, Any]:
-        seen_before = {s.name: base[s.name] for s in self.config.seen}
-        seen_after = {s.name: after[s.name] for s in self.config.seen}
-        scores = run_scores(after[target.name], base[target.name], seen_after, seen_before)
+        names = [s.name for s in self.config.seen]
+        seen_before = {n: base.scores[n] for n in names}
+        seen_after = {n: after.scores[n] for n in names}
+        ranges = {n: base.ranges[n] for n in [target.name, *names]}
+        scores = run_scores(after.scores[target.name], base.scores[target.name], seen_after, seen_before,
+                            {n: ranges[n] for n in names}, ranges[target.name])
         return {"run_id": run_id(target.name, row, seed), "target": target.name, "row": row.label,
                 "strategy": row.strategy, "seed": seed, **scores.to_dict(),
-                "target_score": after[target.name], "target_zero_shot": base[target.name],
-                "seen_before": seen_before, "seen_after": seen_after, **extra,
+                "target_score": after.scores[target.name], "target_zero_shot": base.scores[target.name],
+                "seen_before": seen_before, "seen_after": seen_after, "ranges": ranges, **extra,
+                "per_sample": {n: after.per_sample.get(n) for n in [target.name, *names]},
                 "settings": self.settings(target, row, seed)}
 
     # -- posterior rows: no training, weights of finished runs ------------------------------
@@ -184,7 +215,7 @@ class Bench:
 
         return merge_for_export(load_tuned(self.weights_dir(rid) / FINAL_DIR).model).state_dict()
 
-    def evaluate_weights(self, state_dict: dict[str, Any], refs: list[TaskRef], run: str) -> dict[str, float]:
+    def evaluate_weights(self, state_dict: dict[str, Any], refs: list[TaskRef], run: str) -> Scored:
         loaded = self.load_base()
         loaded.model.load_state_dict(state_dict)
         return self.evaluate(loaded.model, loaded.processor, refs, run)
@@ -193,17 +224,17 @@ class Bench:
         source = self.by_label[row.source]
         return json.loads((self.out / RUNS_DIR / f"{run_id(target.name, source, seed)}.json").read_text(encoding="utf-8"))
 
-    def wise_ft(self, target: TaskRef, row: Row, seed: int, base: dict[str, float]) -> list[dict[str, Any]]:
-        from mmtune.strategies.posterior import wise_ft
+    def wise_ft(self, target: TaskRef, row: Row, seed: int, base: Scored) -> list[dict[str, Any]]:
+        from mmtune.methods.weights import wise_ft
 
         tuned = self.tuned_state_dict(run_id(target.name, self.by_label[row.source], seed))
         state = wise_ft(self.load_base().model.state_dict(), tuned, float(row.posterior_args["alpha"]))
         after = self.evaluate_weights(state, [target, *self.config.seen], run_id(target.name, row, seed))
         return [self.record(target, row, seed, base, after, kind="wise_ft", **_cost([self.source_record(target, row, seed)]))]
 
-    def merge(self, row: Row, seed: int, base: dict[str, float]) -> list[dict[str, Any]]:
+    def merge(self, row: Row, seed: int, base: Scored) -> list[dict[str, Any]]:
         """Merge every target's task vector of the source row into one model, scored on each target."""
-        from mmtune.strategies.posterior import merge_task_vectors, task_vector
+        from mmtune.methods.weights import merge_task_vectors, task_vector
 
         targets = self.config.targets
         base_sd = self.load_base().model.state_dict()
@@ -253,15 +284,16 @@ class Bench:
                 atomic_write_json(self.out / RUNS_DIR / f"{r['run_id']}.json", r)
                 self.log(f"{where}: {r['target']} E {r['E']:+.1f} F {r['F']:+.1f} O {r['O']:+.1f} "
                          f"({time.perf_counter() - start:.0f} s)")
-        return write_report(self.out)
+        return write_report(self.out, resamples=self.config.bootstrap_resamples)
 
 
-def _score(ref: TaskRef, result: dict[str, Any]) -> float:
+def _metric(ref: TaskRef, result: dict[str, Any]) -> str:
+    """The score key a bench task is scored by: its ``metric``, else the eval task's headline."""
     key = ref.metric or result["metric"]
     if result["scores"].get(key) is None:
         raise ValueError(f"bench task {ref.name!r}: eval task scores {', '.join(result['scores'])}, not {key!r}; "
                          "set its metric: to one of them")
-    return float(result["scores"][key])
+    return key
 
 
 def _cost(sources: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,6 +1,12 @@
 """The benchmark's scores (Huang et al., 2025): E specializes, F stabilizes, O = E + F trades off.
 
-All scores are in the task metric's own points (e.g. accuracy x 100), so E, F and O share a unit.
+One scale for every metric: a change is counted in points of its metric's full range,
+100 x (after - before) / range, before seen sets are averaged into F. Accuracies, VQA accuracy,
+exact match, F1 and acc@0.5 run 0-100, so their changes are the paper's points unchanged; CIDEr-D
+(x100 here, as published tables print it) runs 0-1000, so a caption change counts a tenth of its raw
+size. Why the full range rather than the change relative to the base's own score: it is defined
+when a base scores 0 on a set, it keeps the paper's F and O wherever every set is 0-100, and it does
+not enlarge the sets a base is weak on. The raw per-set deltas are kept beside (``seen_deltas``).
 """
 from __future__ import annotations
 
@@ -8,23 +14,41 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
+# A metric's full range in mmtune's units; every metric not listed runs 0-100.
+METRIC_RANGES: dict[str, float] = {"cider": 1000.0}  # CIDEr-D <= 10 per n-gram order, x100
+DEFAULT_RANGE = 100.0
+
+
+def metric_range(metric: str) -> float:
+    """The full range of ``metric`` (the eval task's score key): 1000 for CIDEr-D, else 100."""
+    return METRIC_RANGES.get(metric, DEFAULT_RANGE)
+
 
 @dataclass(frozen=True)
 class RunScores:
-    """E, F, O of one tuning run plus the change on every seen task (after - before)."""
+    """E, F, O of one tuning run, the raw change on every seen task (after - before) and that change
+    on the common scale (``seen_scaled``, whose mean is F)."""
 
     E: float
     F: float
     O: float
     seen_deltas: dict[str, float] = field(default_factory=dict)
+    seen_scaled: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def specialization(target_after: float, target_zero_shot: float) -> float:
-    """E: what tuning taught = tuned target score - base zero-shot target score."""
-    return float(target_after) - float(target_zero_shot)
+def on_scale(delta: float, full_range: float = DEFAULT_RANGE) -> float:
+    """A change in points of its metric's full range: 100 x delta / range."""
+    if full_range <= 0:
+        raise ValueError(f"a metric's full range must be > 0, got {full_range}")
+    return 100.0 * float(delta) / full_range
+
+
+def specialization(target_after: float, target_zero_shot: float, full_range: float = DEFAULT_RANGE) -> float:
+    """E: what tuning taught = tuned target score - base zero-shot target score, on the common scale."""
+    return on_scale(float(target_after) - float(target_zero_shot), full_range)
 
 
 def seen_deltas(seen_after: Mapping[str, float], seen_before: Mapping[str, float]) -> dict[str, float]:
@@ -38,9 +62,18 @@ def seen_deltas(seen_after: Mapping[str, float], seen_before: Mapping[str, float
     return {name: float(seen_after[name]) - float(seen_before[name]) for name in sorted(seen_before)}
 
 
-def stabilization(seen_after: Mapping[str, float], seen_before: Mapping[str, float]) -> float:
-    """F: mean over seen tasks of (after - before); negative means the run forgot."""
-    deltas = seen_deltas(seen_after, seen_before)
+def scaled_deltas(seen_after: Mapping[str, float], seen_before: Mapping[str, float],
+                  ranges: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Per seen task, after - before on the common scale (``ranges``: task -> full range, default 100)."""
+    ranges = ranges or {}
+    return {name: on_scale(d, ranges.get(name, DEFAULT_RANGE))
+            for name, d in seen_deltas(seen_after, seen_before).items()}
+
+
+def stabilization(seen_after: Mapping[str, float], seen_before: Mapping[str, float],
+                  ranges: Mapping[str, float] | None = None) -> float:
+    """F: mean over seen tasks of (after - before) on the common scale; negative means the run forgot."""
+    deltas = scaled_deltas(seen_after, seen_before, ranges)
     if not deltas:
         raise ValueError("F needs at least one seen task; list seen tasks in the bench config")
     return sum(deltas.values()) / len(deltas)
@@ -51,11 +84,14 @@ def run_scores(
     target_zero_shot: float,
     seen_after: Mapping[str, float],
     seen_before: Mapping[str, float],
+    ranges: Mapping[str, float] | None = None,
+    target_range: float = DEFAULT_RANGE,
 ) -> RunScores:
-    """E, F, O and the per-seen-task deltas of one run."""
-    e = specialization(target_after, target_zero_shot)
-    f = stabilization(seen_after, seen_before)
-    return RunScores(E=e, F=f, O=e + f, seen_deltas=seen_deltas(seen_after, seen_before))
+    """E, F, O and the per-seen-task deltas (raw and scaled) of one run."""
+    e = specialization(target_after, target_zero_shot, target_range)
+    f = stabilization(seen_after, seen_before, ranges)
+    return RunScores(E=e, F=f, O=e + f, seen_deltas=seen_deltas(seen_after, seen_before),
+                     seen_scaled=scaled_deltas(seen_after, seen_before, ranges))
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -72,3 +108,13 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 def aggregate_seeds(runs: Sequence[RunScores]) -> dict[str, tuple[float, float]]:
     """Mean ± std of E, F, O over the seeds of one (target, strategy) row."""
     return {key: mean_std([getattr(r, key) for r in runs]) for key in ("E", "F", "O")}
+
+
+SCALE_CHOICE = {
+    "name": "full_range",
+    "formula": "100 x (after - before) / the metric's full range, per set, before seen sets are averaged into F",
+    "ranges": {**METRIC_RANGES, "every other metric": DEFAULT_RANGE},
+    "why": "defined when a base scores 0, keeps the paper's points wherever every set is 0-100, does not "
+           "enlarge the sets a base is weak on; a CIDEr-D change counts a tenth of its raw size",
+    "raw": "seen_deltas: after - before in each metric's own points",
+}

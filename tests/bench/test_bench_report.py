@@ -33,7 +33,9 @@ def test_summarize_mean_std_over_seeds():
     assert s["full"]["seeds"] == [0, 1]
 
 
-def test_write_report_from_saved_runs(tmp_path):
+def test_write_report_from_runs_without_per_sample_scores(tmp_path):
+    # Runs recorded before per-sample scores were kept (as these): intervals read n/a, with a note, and
+    # rows are compared on their means.
     for r in RUNS:
         atomic_write_json(tmp_path / "runs" / f"{r['run_id']}.json", r)
     atomic_write_json(tmp_path / "base.json", {"scores": {"aerial": 50.0, "vqa": 71.25, "caption": 80.0}})
@@ -41,12 +43,17 @@ def test_write_report_from_saved_runs(tmp_path):
     table = paths["table"].read_text()
     assert "Base: aerial zero-shot 50.0; seen before tuning: caption 80.0, vqa 71.2." in table
     # full O per seed 20, 22 -> 21 ± 1.4; lora 19 ± 0; last (dominated by lora) 6 ± 0
-    assert "| full * | +32.0 ± 2.8 | -11.0 ± 1.4 | +21.0 ± 1.4 | -9.0 | -13.0 | 2.5M | 2.5 | 100 |" in table
-    assert "| last | +10.0 ± 0.0 | -4.0 ± 0.0 | +6.0 ± 0.0 |" in table
+    assert ("| full * | +32.0 ± 2.8 [n/a] | -11.0 ± 1.4 [n/a] | +21.0 ± 1.4 [n/a] | -9.0 | -13.0 | 2.5M | 2.5 "
+            "| 100 |") in table
+    assert "| last | +10.0 ± 0.0 [n/a] | -4.0 ± 0.0 [n/a] | +6.0 ± 0.0 [n/a] |" in table
     assert table.index("| full *") < table.index("| lora *") < table.index("| last |")
     assert "**Recommendation for aerial: `full`**" in table
+    assert "Note: intervals n/a for 3 of 3 rows" in table
     results = json.loads(paths["results"].read_text())
-    assert results["recommendations"]["aerial"]["strategy"] == "full"
+    assert results["recommendations"]["aerial"] == {"strategy": "full", "tied": [], "why": (
+        "highest O (+21.0) among 2 non-dominated of 3; also the highest E (+32.0)")}
+    assert results["summary"]["aerial"]["full"]["O_ci"] is None and results["notes"]
+    assert results["scale"]["name"] == "full_range"
     assert len(results["runs"]) == 6
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

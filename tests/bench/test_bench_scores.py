@@ -4,7 +4,17 @@ import math
 import pytest
 
 from mmtune.bench.pareto import Point, dominates, pareto_front, recommend
-from mmtune.bench.scores import RunScores, aggregate_seeds, mean_std, run_scores, stabilization
+from mmtune.bench.scores import RunScores, aggregate_seeds, mean_std, metric_range, run_scores, stabilization
+
+
+def test_caption_changes_count_on_the_full_range():
+    # CIDEr-D runs 0-1000: caption 560 -> 500 is -60 raw, -6 on F's scale; vqa 90 -> 80 is -10 on both.
+    # F = (-6 + -10) / 2 = -8 (the raw mean would be -35, the caption alone outweighing vqa).
+    s = run_scores(40.0, 30.0, {"caption": 500.0, "vqa": 80.0}, {"caption": 560.0, "vqa": 90.0},
+                   {"caption": metric_range("cider"), "vqa": metric_range("vqa_accuracy")})
+    assert (s.E, s.F, s.O) == (10.0, -8.0, 2.0)
+    assert s.seen_deltas == {"caption": -60.0, "vqa": -10.0}  # raw, kept beside
+    assert s.seen_scaled == {"caption": -6.0, "vqa": -10.0}
 
 
 def test_run_scores_golden():
@@ -69,4 +79,33 @@ def test_recommend_when_best_o_is_top_e():
 def test_recommend_all_tied_is_deterministic():
     rec = recommend([Point("lora", 0, 0), Point("last", 0, 0)])
     assert rec.name == "last"  # frontier order: E, F, then name
-    assert rec.why.endswith("also the highest E (+0.0); ties on E and F with lora")
+    # Without intervals a tie is an equal O (here equal E and F too); the recommendation names it.
+    assert rec.why.endswith("also the highest E (+0.0); ties on O with lora")
+    assert rec.tied == ("lora",)
+
+
+def test_rows_whose_intervals_overlap_tie():
+    # O intervals [18, 24] and [16, 20] overlap: the better mean is recommended but named as tied.
+    a = Point("full", 30, -9, E_ci=(27, 33), F_ci=(-11, -7), O_ci=(18, 24))
+    b = Point("lora", 20, -2, E_ci=(17, 23), F_ci=(-3, -1), O_ci=(16, 20))
+    rec = recommend([a, b])
+    assert (rec.name, rec.tied) == ("full", ("lora",))
+    assert rec.why.endswith("ties on O with lora (95% intervals overlap: the difference is within the noise)")
+
+
+def test_rows_whose_intervals_are_disjoint_do_not_tie():
+    a = Point("full", 30, -9, E_ci=(27, 33), F_ci=(-11, -7), O_ci=(19, 24))
+    b = Point("lora", 20, -2, E_ci=(17, 23), F_ci=(-3, -1), O_ci=(15, 18.5))
+    rec = recommend([a, b])
+    assert (rec.name, rec.tied) == ("full", ())
+    assert rec.why.endswith("its O interval lies above every other row's")
+
+
+def test_frontier_keeps_rows_not_dominated_beyond_the_noise():
+    strong = Point("full", 30, -2, E_ci=(25, 35), F_ci=(-4, 0))
+    # Lower on both means but overlapping on both intervals: not dominated beyond the noise.
+    close = Point("lora", 28, -3, E_ci=(24, 32), F_ci=(-5, -1))
+    # Lower on both and below on E beyond the noise: dominated.
+    weak = Point("last", 10, -3, E_ci=(8, 12), F_ci=(-5, -1))
+    assert not dominates(strong, close) and dominates(strong, weak)
+    assert [p.name for p in pareto_front([strong, close, weak])] == ["full", "lora"]
