@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from mmtune.models.family import ModelGroups
+from mmtune.registry import Registry, arg_help, config_from_kwargs
 from mmtune.strategies.spec import StrategySpec, parse_spec
 
 # Order of application: the PEFT strategy first (its wrapper re-freezes every parameter it does
@@ -41,10 +42,14 @@ class StrategyEntry:
     uses_peft: bool
 
     def arg_help(self) -> dict[str, str]:
-        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(self.config_cls)}
+        return arg_help(self.config_cls)
 
 
-_STRATEGIES: dict[str, StrategyEntry] = {}
+STRATEGIES: Registry[StrategyEntry] = Registry(
+    "strategy",
+    builtins=("mmtune.strategies.selective", "mmtune.strategies.additive",
+              "mmtune.strategies.llama_adapter", "mmtune.strategies.reparam"),
+)
 
 
 def register_strategy(
@@ -57,56 +62,25 @@ def register_strategy(
         raise TypeError(f"strategy {name!r}: config_cls must be a dataclass")
 
     def deco(fn: ApplyFn) -> ApplyFn:
-        if name in _STRATEGIES:
-            raise ValueError(f"strategy {name!r} is already registered")
-        _STRATEGIES[name] = StrategyEntry(
-            StrategyInfo(name, paradigm, description), config_cls, fn, uses_peft
-        )
+        STRATEGIES.register(name, StrategyEntry(StrategyInfo(name, paradigm, description), config_cls, fn, uses_peft))
         return fn
 
     return deco
 
 
-def _load_builtin() -> None:
-    # Importing the modules runs their register_strategy decorators.
-    from mmtune.strategies import additive, llama_adapter, reparam, selective  # noqa: F401
-
-
 def list_strategies() -> list[StrategyInfo]:
     """Every registered strategy, grouped by paradigm then name."""
-    _load_builtin()
-    entries = sorted(_STRATEGIES.values(), key=lambda e: (PARADIGMS.index(e.info.paradigm), e.info.name))
+    entries = sorted(STRATEGIES.values(), key=lambda e: (PARADIGMS.index(e.info.paradigm), e.info.name))
     return [e.info for e in entries]
 
 
 def get_strategy(name: str) -> StrategyEntry:
-    _load_builtin()
-    if name not in _STRATEGIES:
-        raise KeyError(f"unknown strategy {name!r}; valid strategies: {', '.join(sorted(_STRATEGIES))}")
-    return _STRATEGIES[name]
+    return STRATEGIES.lookup(name)
 
 
 def build_config(spec: StrategySpec) -> Any:
     """The validated config dataclass for one spec part; unknown args name the valid ones."""
-    entry = get_strategy(spec.name)
-    fields = {f.name: f for f in dataclasses.fields(entry.config_cls)}
-    unknown = sorted(set(spec.kwargs) - set(fields))
-    if unknown:
-        valid = ", ".join(f"{k} ({h})" if h else k for k, h in entry.arg_help().items()) or "none"
-        raise ValueError(f"strategy {spec.name!r}: unknown argument(s) {', '.join(unknown)}; valid: {valid}")
-    kwargs = {}
-    for key, value in spec.kwargs.items():
-        default = (
-            fields[key].default_factory()
-            if fields[key].default_factory is not dataclasses.MISSING
-            else fields[key].default
-        )
-        # A single list item parses as a scalar; list-valued fields always hold tuples.
-        kwargs[key] = (value,) if isinstance(default, tuple) and not isinstance(value, tuple) else value
-    try:
-        return entry.config_cls(**kwargs)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"strategy {str(spec)!r}: {e}") from e
+    return config_from_kwargs(f"strategy {str(spec)!r}", get_strategy(spec.name).config_cls, spec.kwargs)
 
 
 def resolve(text: str) -> list[tuple[StrategySpec, StrategyEntry, Any]]:

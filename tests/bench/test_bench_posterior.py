@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mmtune.strategies.posterior import dare, merge_task_vectors, task_arithmetic, task_vector, ties_merge, wise_ft
+from mmtune.methods.weights import dare, merge_task_vectors, task_arithmetic, task_vector, ties_merge, wise_ft
 
 
 def _t(*v):

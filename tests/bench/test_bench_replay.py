@@ -1,7 +1,7 @@
 """Replay mixing: the right share of seen samples, deterministic per seed."""
 import pytest
 
-from mmtune.data.replay import replay_count, with_replay
+from mmtune.methods.replay import replay_count, with_replay
 from mmtune.data.sample import Sample, assistant_turn, user_turn
 
 

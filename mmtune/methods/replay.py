@@ -1,11 +1,13 @@
-"""Replay: mix seen-task samples into a tuning set, the usual remedy for forgetting."""
+"""Replay (data phase): mix seen-task samples into the tuning set, the usual remedy for forgetting."""
 from __future__ import annotations
 
 import dataclasses
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from mmtune.data.sample import Sample
+from mmtune.methods.base import register_method
 
 
 def replay_count(n_target: int, fraction: float) -> int:
@@ -39,3 +41,26 @@ def with_replay(
     mixed = list(target_samples) + replayed
     rng.shuffle(mixed)
     return mixed
+
+
+@dataclass
+class ReplayConfig:
+    fraction: float = field(default=0.2, metadata={"help": "share of the tuning set that is seen-task data, in [0, 1)"})
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.fraction, (int, float)) or isinstance(self.fraction, bool):
+            raise TypeError(f"fraction must be a number, got {self.fraction!r}")
+        replay_count(1, self.fraction)  # the range check, with its message
+
+
+@dataclass(frozen=True)
+class Replay:
+    fraction: float
+
+    def apply(self, samples: Sequence[Sample], seen: Sequence[Sample], seed: int) -> list[Sample]:
+        return with_replay(samples, seen, self.fraction, seed)
+
+
+@register_method("replay", "data", "mix seen-task samples into the tuning set", ReplayConfig, needs_seen_data=True)
+def replay(config: ReplayConfig) -> Replay:
+    return Replay(float(config.fraction))

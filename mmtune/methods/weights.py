@@ -1,5 +1,5 @@
-"""Posterior selective tuning: tune first, then interpolate or merge weights (WiSE-FT, task
-arithmetic, TIES, DARE). Functions act on plain state dicts so they work on any family and on
+"""The weight-space maths of the posterior methods: tune first, then interpolate or merge weights
+(WiSE-FT, task arithmetic, TIES, DARE). Functions act on plain state dicts so they work on any family and on
 LoRA runs once merged; the per-tensor merge rules are PEFT's (``peft.utils.merge_utils``).
 """
 from __future__ import annotations
