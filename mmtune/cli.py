@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pickle
 import sys
 
 COMMAND_MODULES = (
@@ -47,14 +48,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, LookupError, OSError) as e:
+    except (ValueError, KeyError, LookupError, OSError, pickle.UnpicklingError) as e:
         # Errors raised for bad input carry a message naming the record/file/option at fault.
         if getattr(args, "debug", False):
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"mmtune {args.command}: error: {msg}", file=sys.stderr)
+        print(f"mmtune {args.command}: error: {_message(e)}", file=sys.stderr)
         return 2
     return int(code or 0)
+
+
+def _message(e: BaseException) -> str:
+    if isinstance(e, pickle.UnpicklingError):
+        # torch's weights-only refusal spans many lines and does not name the file.
+        return ("a pickle file holds objects beyond plain tensors and was refused (it could run code); "
+                "pass --allow-pickle if you trust the checkpoint's files")
+    return str(e.args[0] if isinstance(e, KeyError) and e.args else e)
 
 
 if __name__ == "__main__":

@@ -60,3 +60,12 @@ def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[dic
 def mmtune_home() -> Path:
     """mmtune's cache root: ``$MMTUNE_HOME``, default ``~/.cache/mmtune`` (base models, eval caches)."""
     return Path(os.environ.get("MMTUNE_HOME") or Path.home() / ".cache" / "mmtune").expanduser()
+
+
+def add_allow_pickle_argument(parser: Any) -> None:
+    """``--allow-pickle``, worded once for every command that loads weights or a checkpoint."""
+    parser.add_argument(
+        "--allow-pickle", action="store_true",
+        help="also load pickle files (.bin/.pt/.pth weights, adapters, a resumed run's optimizer and RNG "
+             "state) beyond plain tensors; unpickling can run code, so only for files you trust",
+    )

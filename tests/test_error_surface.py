@@ -21,7 +21,8 @@ def _one_line_error(capsys, argv: list[str]) -> str:
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    lines = err.strip().splitlines()
+    # Only transformers' progress bars ("Loading weights: ...") may share stderr with the message.
+    lines = [line for line in err.splitlines() if line.strip() and "it/s]" not in line]
     assert len(lines) == 1, err
     assert lines[0].startswith(f"mmtune {argv[0]}: error: ")
     return lines[0]
@@ -84,3 +85,73 @@ def test_comma_lists_are_read_as_yaml_items():
     grid = load_config(Grid, None, ["seeds=0,1", "tags=yes,no"])
     assert grid.seeds == [0, 1]
     assert grid.tags == ["yes", "no"]  # text items stay text (YAML would read them as booleans)
+
+
+def test_allow_pickle_is_offered_by_every_command_that_loads_weights():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name in COMMANDS_THAT_LOAD_WEIGHTS:
+        help_text = sub.choices[name].format_help()
+        assert "--allow-pickle" in help_text and "can run code" in help_text, name
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A 2-step SFT run on the tiny LLaVA with a checkpoint after each step, then checkpoint-2 removed."""
+    import shutil
+
+    from mmtune.models.tiny import save_tiny
+    from tests.recipes.conftest import make_samples, write_messages_jsonl
+
+    root = tmp_path_factory.mktemp("run")
+    base = save_tiny("llava", root / "base", seed=0)
+    data = write_messages_jsonl(root / "train.jsonl", make_samples(4, root=root / "img"))
+    config = root / "config.yaml"
+    config.write_text(
+        f"model: {base}\ndata: [{{path: {data}}}]\nstrategy: projector\noutput_dir: {root / 'out'}\n"
+        "training: {max_steps: 2, batch_size: 2, save_steps: 1, logging_steps: 1}\n"
+    )
+    assert main(["train", str(config)]) == 0
+    shutil.rmtree(root / "out" / "checkpoint-2")  # --resume continues from checkpoint-1
+    return config, root / "out" / "checkpoint-1"
+
+
+def _rng_state_with(checkpoint, extra):
+    """Rewrite the checkpoint's RNG state with one more entry the Trainer ignores but unpickling must build."""
+    import torch
+
+    state = torch.load(checkpoint / "rng_state.pth", weights_only=False)
+    torch.save({**state, "extra": extra}, checkpoint / "rng_state.pth")
+
+
+def test_refused_resume_pickle_names_the_file_and_the_flag(trained_run, capsys):
+    from fractions import Fraction
+    import shutil
+
+    config, checkpoint = trained_run
+    saved = checkpoint.parent / "rng_state.saved"
+    shutil.copy(checkpoint / "rng_state.pth", saved)
+    try:
+        # fractions.Fraction is outside torch's weights-only allowlist, as any custom class would be.
+        _rng_state_with(checkpoint, Fraction(1, 3))
+        err = _one_line_error(capsys, ["train", str(config), "--resume"])
+        assert f"{checkpoint / 'rng_state.pth'}: a pickle naming fractions.Fraction" in err
+        assert "--allow-pickle" in err
+        assert main(["train", str(config), "--resume", "--allow-pickle"]) == 0
+        assert (checkpoint.parent / "checkpoint-2").is_dir()  # resumed and trained step 2
+    finally:
+        shutil.move(saved, checkpoint / "rng_state.pth")
+
+
+def test_unpickling_error_from_torch_is_one_sentence(monkeypatch, tmp_path, capsys):
+    # Any refusal the checks above do not anticipate still ends in one line that names the flag.
+    import pickle
+
+    import mmtune.strategies.commands as commands
+
+    def refuse(*args, **kwargs):
+        raise pickle.UnpicklingError("Weights only load failed.\n(1) ...\n(2) ...")
+
+    monkeypatch.setattr(commands, "inspect_model", refuse)
+    err = _one_line_error(capsys, ["inspect", str(tmp_path)])
+    assert "was refused" in err and "--allow-pickle" in err

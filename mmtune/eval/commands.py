@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from mmtune.files import add_allow_pickle_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="evaluate a checkpoint on tasks (batched, cached, resumable)")
@@ -18,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="folder for results.json, results.md and per-sample JSONL")
     p.add_argument("--cache-dir", help="answer cache (default: <out>/cache, else $MMTUNE_HOME/eval_cache)")
     p.add_argument("--dtype", help="load the weights in this dtype (bf16, fp16, fp32)")
+    add_allow_pickle_argument(p)
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     p.set_defaults(func=eval_command)
 
@@ -61,7 +64,7 @@ def eval_command(args: argparse.Namespace) -> int:
     from mmtune.eval.runner import evaluate, results_table
     from mmtune.strategies.checkpoint import load_tuned
 
-    loaded = load_tuned(args.model, dtype=args.dtype)
+    loaded = load_tuned(args.model, dtype=args.dtype, allow_pickle=args.allow_pickle)
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
     from mmtune.eval.metrics.grounding import box_format_for
 

@@ -5,7 +5,10 @@ and never a hub download (the path must be a local directory).
 """
 from __future__ import annotations
 
+import importlib
 import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from transformers import (
     PreTrainedModel,
     ProcessorMixin,
 )
+from transformers.trainer_pt_utils import safe_globals as numpy_rng_globals
 from transformers.utils import is_torchvision_available
 
 import mmtune.world.resampler  # noqa: F401  (registers the world's resampler LLaVA with the Auto classes)
@@ -60,13 +64,15 @@ def load_model(
     """Load the checkpoint in local directory ``path`` with AutoModelForImageTextToText."""
     directory = Path(path).expanduser()
     _check_checkpoint(directory, allow_pickle)
-    model = AutoModelForImageTextToText.from_pretrained(
-        directory,
-        dtype=_dtype(dtype),
-        use_safetensors=not allow_pickle or _has_safetensors(directory),
-        trust_remote_code=trust_remote_code,
-        local_files_only=True,
-    )
+    pickles = [] if _has_safetensors(directory) else pickle_files(directory)
+    with trusted_pickles(pickles, allow_pickle):
+        model = AutoModelForImageTextToText.from_pretrained(
+            directory,
+            dtype=_dtype(dtype),
+            use_safetensors=not pickles,
+            trust_remote_code=trust_remote_code,
+            local_files_only=True,
+        )
     processor = load_processor(directory, trust_remote_code=trust_remote_code)
     return LoadedModel(model=model.eval(), processor=processor, groups=resolve_groups(model))
 
@@ -96,14 +102,73 @@ def _check_checkpoint(directory: Path, allow_pickle: bool) -> None:
         )
     if _has_safetensors(directory):
         return
-    if any(directory.glob("*.bin")) or any(directory.glob("*.pt")):
+    if pickle_files(directory):
         if not allow_pickle:
-            raise ValueError(
+            raise UntrustedPickleError(
                 f"{str(directory)!r} holds only pickle weights (.bin/.pt), which can run code when loaded; "
                 "pass --allow-pickle (allow_pickle=True) if you trust it, or convert it to safetensors"
             )
         return
     raise FileNotFoundError(f"{str(directory)!r} has config.json but no weights (*.safetensors)")
+
+
+class UntrustedPickleError(ValueError):
+    """A pickle file mmtune would have to unpickle beyond plain tensors; ``--allow-pickle`` lifts it."""
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
+
+
+def pickle_files(directory: Path) -> list[Path]:
+    """The pickle files (``.bin``, ``.pt``, ``.pth``) directly in ``directory``, sorted."""
+    return sorted(f for f in directory.glob("*") if f.suffix in PICKLE_SUFFIXES and f.is_file())
+
+
+@contextmanager
+def trusted_pickles(files: Iterable[str | Path], allow_pickle: bool) -> Iterator[None]:
+    """Vet pickle ``files`` before ``torch.load(weights_only=True)`` reads them inside the block.
+
+    torch's weights-only loader refuses any global beyond tensors and containers with a multi-line
+    ``UnpicklingError`` that does not name the file. Its globals are listed here first (without
+    unpickling), beside the numpy types the Trainer's RNG state needs: a file naming others is an
+    ``UntrustedPickleError`` naming the file, or, with ``allow_pickle``, those globals are allowed.
+    """
+    allowed: list[Any] = []
+    for file in map(Path, files):
+        names = _unsafe_globals(file)
+        if names and not allow_pickle:
+            raise UntrustedPickleError(
+                f"{file}: a pickle naming {', '.join(names[:5])} beyond plain tensors, which can run code when "
+                "loaded; pass --allow-pickle if you trust this file, otherwise delete or replace it"
+            )
+        allowed += [_import_global(name, file) for name in names]
+    with numpy_rng_globals(), torch.serialization.safe_globals(allowed):
+        yield
+
+
+def _unsafe_globals(file: Path) -> list[str]:
+    with numpy_rng_globals():
+        try:
+            return torch.serialization.get_unsafe_globals_in_checkpoint(str(file))
+        except (ValueError, RuntimeError):
+            return []  # not a torch.save archive (legacy format): torch's own loader decides
+
+
+def _import_global(name: str, file: Path) -> Any:
+    """``"pkg.mod.Class"`` -> the object, trying the longest importable module prefix first."""
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for attr in parts[i:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            break
+        return obj
+    raise UntrustedPickleError(f"{file}: names {name}, which cannot be imported here; it cannot be loaded")
 
 
 def _has_safetensors(directory: Path) -> bool:

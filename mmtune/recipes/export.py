@@ -10,12 +10,12 @@ from pathlib import Path
 from mmtune.strategies.checkpoint import load_tuned, merge_for_export
 
 
-def export(tuned_dir: str | Path, out_dir: str | Path, *, overwrite: bool = False) -> Path:
+def export(tuned_dir: str | Path, out_dir: str | Path, *, overwrite: bool = False, allow_pickle: bool = False) -> Path:
     """Merge the checkpoint in ``tuned_dir`` and write weights (safetensors) + processor to ``out_dir``."""
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"export: {out} exists and is not empty; choose another --out, or pass --overwrite")
-    loaded = load_tuned(tuned_dir)
+    loaded = load_tuned(tuned_dir, allow_pickle=allow_pickle)
     model = merge_for_export(loaded.model)
     # Written next to the target, then renamed: a crash never leaves a half-exported checkpoint.
     partial = out.with_name(f".{out.name}.partial")

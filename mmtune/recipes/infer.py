@@ -24,9 +24,10 @@ def generate_answer(model: Any, processor: Any, image: ImageRef | None, prompt: 
     return processor.batch_decode(new_tokens, skip_special_tokens=True)[0].strip()
 
 
-def infer(model_dir: str | Path, image: ImageRef | None, prompt: str, max_new_tokens: int = 32) -> str:
+def infer(model_dir: str | Path, image: ImageRef | None, prompt: str, max_new_tokens: int = 32,
+          allow_pickle: bool = False) -> str:
     """Load ``model_dir`` (mmtune or plain transformers checkpoint) and answer ``prompt`` about ``image``."""
     if isinstance(image, (str, Path)) and not Path(image).is_file():
         raise FileNotFoundError(f"image {image} does not exist")
-    loaded = load_tuned(model_dir)
+    loaded = load_tuned(model_dir, allow_pickle=allow_pickle)
     return generate_answer(loaded.model, loaded.processor, image, prompt, max_new_tokens)

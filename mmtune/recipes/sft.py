@@ -27,6 +27,7 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.trainer import TRAINING_ARGS_NAME
 from mmtune.config import ConfigError, to_dict
 from mmtune.data.collate import SFTCollator
 from mmtune.data.mixing import DataSourceConfig, load_sources, mix_sources
@@ -34,6 +35,7 @@ from mmtune.data.sample import Sample
 from mmtune.data.validate import DEFAULT_MAX_PIXELS, check_max_pixels, validate_samples
 from mmtune.files import atomic_write_json, read_jsonl
 from mmtune.models import load_model, resolve_groups
+from mmtune.models.loading import pickle_files, trusted_pickles
 from mmtune.recipes.checkpoints import STAGING_DIR, last_complete_checkpoint, publish_dir
 from mmtune.recipes.divergence import DivergenceGuard
 from mmtune.recipes.trainer import SampleDataset, SFTTrainer, StepLossLog
@@ -240,11 +242,13 @@ def train_sft(
     eval_samples: Sequence[Sample] | None = None,
     skip_invalid: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    allow_pickle: bool = False,
 ) -> SFTResult:
     """Tune ``model`` on ``samples`` with ``strategy``; checkpoints in ``output_dir``, result in ``output_dir/final``.
 
     ``resume`` continues from the newest ``output_dir/checkpoint-*`` with the same data order,
-    scheduler and RNG state, so the loss curve equals an uninterrupted run's.
+    scheduler and RNG state, so the loss curve equals an uninterrupted run's. Its pickle files
+    (optimizer, scheduler, RNG state) may hold only tensors and plain data unless ``allow_pickle``.
     """
     output_dir = Path(output_dir)
     set_seed(training.seed)  # new modules (LoRA, adapters) are initialised under the run's seed
@@ -277,7 +281,10 @@ def train_sft(
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    # training_args.bin is written for the user, never read back by the Trainer.
+    state_files = [f for f in pickle_files(checkpoint) if f.name != TRAINING_ARGS_NAME] if checkpoint else []
+    with trusted_pickles(state_files, allow_pickle):
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     train_seconds = time.perf_counter() - start
     eval_loss = trainer.evaluate()["eval_loss"] if eval_samples else None
 
@@ -331,9 +338,9 @@ def _save_final(model: nn.Module, processor: Any, output_dir: Path, spec: str, m
     publish_dir(staged, output_dir / FINAL_DIR)
 
 
-def run_sft(config: SFTConfig, *, resume: bool = False) -> SFTResult:
+def run_sft(config: SFTConfig, *, resume: bool = False, allow_pickle: bool = False) -> SFTResult:
     """Load the base model and the mixed data named by ``config``, then ``train_sft``."""
-    loaded = load_model(config.model)
+    loaded = load_model(config.model, allow_pickle=allow_pickle)
     samples = mix_sources(load_sources(config.data, seed=config.training.seed), seed=config.training.seed)
     output_dir = Path(config.output_dir)
     if _is_main_process():
@@ -342,6 +349,7 @@ def run_sft(config: SFTConfig, *, resume: bool = False) -> SFTResult:
         loaded.model, loaded.processor, samples,
         strategy=config.strategy, output_dir=output_dir, training=config.training,
         resume=resume, skip_invalid=config.validation.skip_invalid, max_pixels=config.validation.max_pixels,
+        allow_pickle=allow_pickle,
     )
 
 

@@ -18,13 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from mmtune.files import atomic_write_json
 from mmtune.models.generic import unwrap
-from mmtune.models.loading import LoadedModel, load_model, load_processor
+from mmtune.models.loading import LoadedModel, UntrustedPickleError, load_model, load_processor, trusted_pickles
 from mmtune.strategies.additive import BottleneckAdapter
 from mmtune.strategies.apply import apply_strategy
 from mmtune.strategies.llama_adapter import AdaptionPrompt
@@ -35,6 +36,11 @@ from mmtune.strategies.targets import plain_named_parameters
 MMTUNE_FILE = "mmtune.json"
 EXTRA_WEIGHTS = "mmtune_weights.safetensors"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_PICKLE = "adapter_model.bin"  # what PEFT writes with safe_serialization=False
+
+
+class MissingWeightsError(FileNotFoundError):
+    """A tuned checkpoint lacks tensors its strategy trains; loading it would give the untuned base."""
 
 
 def save_tuned(
@@ -75,14 +81,15 @@ def save_tuned(
 def _save_delta(model: nn.Module, out: Path) -> None:
     if isinstance(model, PeftModel):
         model.save_pretrained(out, safe_serialization=True)
-    owned = _peft_owned(model)
-    extra = {
-        name: p.detach().contiguous()
-        for name, p in plain_named_parameters(model)
-        if p.requires_grad and not owned(name)
-    }
+    extra = {name: p.detach().contiguous() for name, p in _extra_parameters(model).items()}
     if extra:
         save_file(extra, str(out / EXTRA_WEIGHTS))
+
+
+def _extra_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The trainable tensors a delta checkpoint keeps in ``EXTRA_WEIGHTS`` (not in the PEFT adapter)."""
+    owned = _peft_owned(model)
+    return {name: p for name, p in plain_named_parameters(model) if p.requires_grad and not owned(name)}
 
 
 def _peft_owned(model: nn.Module) -> Callable[[str], bool]:
@@ -112,47 +119,100 @@ def read_mmtune_record(path: str | Path) -> dict[str, Any] | None:
 
 
 def load_tuned(path: str | Path, **load_kwargs: Any) -> LoadedModel:
-    """Load what ``save_tuned`` wrote, or any plain transformers checkpoint; kwargs go to ``load_model``."""
+    """Load what ``save_tuned`` wrote, or any plain transformers checkpoint; kwargs go to ``load_model``.
+
+    A delta checkpoint must hold every tensor its strategy trains: a missing adapter or extra-weights
+    file is an error naming it, never a silent fall-back to the untuned base model.
+    """
     path = Path(path)
     record = read_mmtune_record(path)
-    if record is None or record["format"] == "full":
+    if record is None or record.get("format") == "full":
         return load_model(str(path), **load_kwargs)
+    if record.get("format") != "delta" or not record.get("strategy"):
+        raise ValueError(
+            f"{path / MMTUNE_FILE}: needs 'strategy' and 'format' (full or delta); restore it or re-save the checkpoint"
+        )
     if not record.get("base_model"):
         raise ValueError(
             f"{path / MMTUNE_FILE}: delta checkpoint without 'base_model'; set it to the base checkpoint dir"
         )
+    spec = record["strategy"]
     base = load_model(record["base_model"], **load_kwargs)
-    model, _ = apply_strategy(base.model, record["strategy"], base.groups)
-    if (path / ADAPTER_WEIGHTS).exists():
-        result = set_peft_model_state_dict(model, load_file(str(path / ADAPTER_WEIGHTS)))
-        # PEFT loads soft prompts into the prompt encoder itself, yet still lists them as unexpected.
-        unexpected = [k for k in result.unexpected_keys if k != "prompt_embeddings"]
-        if unexpected:
-            raise ValueError(
-                f"{path / ADAPTER_WEIGHTS}: tensors {unexpected[:5]} do not fit strategy {record['strategy']!r}"
-            )
-    if (path / EXTRA_WEIGHTS).exists():
-        _load_extra(model, path / EXTRA_WEIGHTS, record["strategy"])
+    model, _ = apply_strategy(base.model, spec, base.groups)
+    if isinstance(model, PeftModel):
+        _load_adapter(model, path, spec, allow_pickle=load_kwargs.get("allow_pickle", False))
+    expected = _extra_parameters(model)
+    if expected or (path / EXTRA_WEIGHTS).exists():
+        _load_extra(expected, path / EXTRA_WEIGHTS, spec)
     processor = base.processor
     if (path / "processor_config.json").exists() or (path / "tokenizer_config.json").exists():
         processor = load_processor(path, trust_remote_code=load_kwargs.get("trust_remote_code", False))
     return LoadedModel(model=model, processor=processor, groups=base.groups)
 
 
-def _load_extra(model: nn.Module, file: Path, spec: str) -> None:
-    params = dict(plain_named_parameters(model))
+def _load_adapter(model: PeftModel, path: Path, spec: str, allow_pickle: bool) -> None:
+    """Load the PEFT adapter file into ``model``; every adapter tensor must be in it."""
+    file = path / ADAPTER_WEIGHTS
+    pickled = path / ADAPTER_PICKLE
+    if file.exists():
+        tensors = load_file(str(file))
+    elif pickled.exists():
+        if not allow_pickle:
+            raise UntrustedPickleError(
+                f"{pickled}: the adapter of strategy {spec!r} is only here as a pickle, which can run code when "
+                f"loaded; pass --allow-pickle if you trust it, or convert it to {ADAPTER_WEIGHTS}"
+            )
+        file = pickled
+        with trusted_pickles([pickled], allow_pickle):
+            tensors = torch.load(pickled, map_location="cpu", weights_only=True)
+    else:
+        raise MissingWeightsError(
+            f"{file} is missing: strategy {spec!r} keeps its trained weights there, so without it the model "
+            "would be the untuned base; restore the file or point at a complete checkpoint"
+        )
+    owned = _peft_owned(model)
+    wanted = {name for name, _ in model.named_parameters() if owned(name)}
+    result = set_peft_model_state_dict(model, tensors)
+    # PEFT loads soft prompts into the prompt encoder itself, yet still lists them as unexpected
+    # (and the encoder's weight as missing).
+    unexpected = [k for k in result.unexpected_keys if k != "prompt_embeddings"]
+    if unexpected:
+        raise ValueError(f"{file}: tensors {unexpected[:5]} do not fit strategy {spec!r}")
+    if model.peft_config[model.active_adapter].is_prompt_learning:
+        missing = [] if "prompt_embeddings" in tensors else ["prompt_embeddings"]
+    else:
+        missing = sorted(wanted & set(result.missing_keys))
+    if missing:
+        raise MissingWeightsError(
+            f"{file}: lacks {len(missing)} tensor(s) strategy {spec!r} trains (e.g. {missing[0]}); "
+            "the file is incomplete: restore it or re-save the checkpoint"
+        )
+
+
+def _load_extra(expected: dict[str, nn.Parameter], file: Path, spec: str) -> None:
+    if not file.exists():
+        raise MissingWeightsError(
+            f"{file} is missing: strategy {spec!r} trains {len(expected)} tensor(s) kept there "
+            f"(e.g. {next(iter(expected))}); restore the file or point at a complete checkpoint"
+        )
     tensors = load_file(str(file))
-    unknown = sorted(set(tensors) - set(params))
+    unknown = sorted(set(tensors) - set(expected))
     if unknown:
         raise ValueError(
             f"{file}: tensors {unknown[:5]} have no place in the base model under strategy {spec!r}"
         )
+    missing = sorted(set(expected) - set(tensors))
+    if missing:
+        raise MissingWeightsError(
+            f"{file}: lacks {len(missing)} tensor(s) strategy {spec!r} trains (e.g. {missing[0]}); "
+            "the file is incomplete: restore it or re-save the checkpoint"
+        )
     for name, t in tensors.items():
-        if params[name].shape != t.shape:
+        if expected[name].shape != t.shape:
             raise ValueError(
-                f"{file}: {name} has shape {tuple(t.shape)}, the model expects {tuple(params[name].shape)}"
+                f"{file}: {name} has shape {tuple(t.shape)}, the model expects {tuple(expected[name].shape)}"
             )
-        params[name].data.copy_(t)
+        expected[name].data.copy_(t)
 
 
 def merge_for_export(model: nn.Module) -> nn.Module:

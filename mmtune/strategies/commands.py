@@ -7,6 +7,8 @@ import dataclasses
 import json
 from typing import Any
 
+from mmtune.files import add_allow_pickle_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("strategies", help="list tuning strategies and their arguments")
@@ -20,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--strategy", metavar="SPEC", help="also show what SPEC would train, e.g. 'top(k=2)+projector'"
     )
-    p.add_argument("--allow-pickle", action="store_true", help="allow .bin/.pt weights (can run code)")
+    add_allow_pickle_argument(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run_inspect)
 
