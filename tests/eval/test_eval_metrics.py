@@ -73,7 +73,8 @@ def test_cider_golden():
     # Image 1, candidate "a": unigram cosine = log2^2 / (log2 * sqrt(2) log2) = 1/sqrt(2); no
     #   bigrams -> 0; length (bigram count) gap 0 - 1 -> penalty exp(-1 / (2 * 6^2)).
     #   CIDEr = 10 * (1/sqrt(2)) * exp(-1/72) / 4 -> x100.
-    out = cider({"1": "A.", "2": "c d"}, {"1": ["a b"], "2": ["c d"]})
+    # The candidate is "A," -> "a" (PTB keeps a lone letter's period: "A." -> "a.", which matches nothing).
+    out = cider({"1": "A,", "2": "c d"}, {"1": ["a b"], "2": ["c d"]})
     img1 = 100 * 10 * (1 / math.sqrt(2)) * math.exp(-1 / 72) / 4
     assert out["per_id"]["2"] == pytest.approx(500.0)
     assert out["per_id"]["1"] == pytest.approx(img1)

@@ -4,7 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from mmtune.data.sample import Sample
-from mmtune.eval.loaders.files import first_existing, image_inside, nonempty, question_sample, read_json, require
+from mmtune.eval.loaders.files import (
+    first_existing,
+    image_inside,
+    nonempty,
+    question_sample,
+    read_json,
+    require,
+)
 
 
 def read_vqa_pair(root: Path, questions: str, annotations: str, split: str, name: str) -> list[Sample]:
