@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
-
-from mmtune.files import add_allow_pickle_argument
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,7 +13,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="override a config key, dotted: --set training.lr=1e-4 --set strategy='top(k=2)'")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
     train.add_argument("--skip-invalid", action="store_true", help="drop invalid records instead of failing")
-    add_allow_pickle_argument(train)
     train.add_argument("--debug", action="store_true", help="show tracebacks")
     train.set_defaults(func=_train)
 
@@ -23,7 +21,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     infer.add_argument("--image", help="image file; omit for a text-only prompt")
     infer.add_argument("--prompt", required=True)
     infer.add_argument("--max-new-tokens", type=int, default=32)
-    add_allow_pickle_argument(infer)
     infer.add_argument("--debug", action="store_true", help="show tracebacks")
     infer.set_defaults(func=_infer)
 
@@ -31,18 +28,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--model", required=True, help="tuned checkpoint dir (e.g. runs/sft/final)")
     export.add_argument("--out", required=True, help="where to write the plain checkpoint")
     export.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    add_allow_pickle_argument(export)
     export.add_argument("--debug", action="store_true", help="show tracebacks")
     export.set_defaults(func=_export)
 
 
 def _train(args: argparse.Namespace) -> int:
     from mmtune.config import load_config
+    from mmtune.recipes.divergence import TrainingDiverged
     from mmtune.recipes.sft import SFTConfig, run_sft
 
     overrides = list(args.overrides) + (["validation.skip_invalid=true"] if args.skip_invalid else [])
     config = load_config(SFTConfig, args.config, overrides)
-    result = run_sft(config, resume=args.resume, allow_pickle=args.allow_pickle)
+    try:
+        result = run_sft(config, resume=args.resume)
+    except TrainingDiverged as e:  # not bad input (exit 2), but one sentence says what happened and what to do
+        if args.debug:
+            raise
+        print(f"mmtune train: error: {e}", file=sys.stderr)
+        return 1
     if result.losses:  # empty on the non-zero ranks of a distributed run
         print(result.summary.table())
         print(json.dumps({
@@ -59,13 +62,12 @@ def _train(args: argparse.Namespace) -> int:
 def _infer(args: argparse.Namespace) -> int:
     from mmtune.recipes.infer import infer
 
-    print(infer(args.model, args.image, args.prompt, max_new_tokens=args.max_new_tokens,
-                allow_pickle=args.allow_pickle))
+    print(infer(args.model, args.image, args.prompt, max_new_tokens=args.max_new_tokens))
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
     from mmtune.recipes.export import export
 
-    print(export(args.model, args.out, overwrite=args.overwrite, allow_pickle=args.allow_pickle))
+    print(export(args.model, args.out, overwrite=args.overwrite))
     return 0

@@ -101,6 +101,9 @@ class SFTTrainer(Trainer):
         self._staging = True
         try:
             super()._save_checkpoint(model, trial)
+            self.accelerator.wait_for_everyone()  # every process has written its part (RNG states)
+            if self.args.should_save:
+                publish_dir(staged, run_dir / name)
         except OSError as e:
             shutil.rmtree(staged, ignore_errors=True)
             kept, _ = last_complete_checkpoint(run_dir)
@@ -109,10 +112,15 @@ class SFTTrainer(Trainer):
                                    "fix that (e.g. free disk space) and rerun with --resume") from e
         finally:
             self._staging = False
-        self.accelerator.wait_for_everyone()  # every process has written its part (RNG states)
-        if self.args.should_save:
-            publish_dir(staged, run_dir / name)
         self.accelerator.wait_for_everyone()
+
+    def _run_epoch(self, *args: Any, **kwargs: Any):
+        # Resumed from the last step's checkpoint, the Trainer would run one step past max_steps
+        # (it checks the limit only after a step): such a run has nothing left to train.
+        if self.state.global_step >= self.state.max_steps > 0:
+            self.control.should_training_stop = True
+            return None
+        return super()._run_epoch(*args, **kwargs)
 
     def _get_grad_norm(self, model, grad_norm=None):
         grad_norm = super()._get_grad_norm(model, grad_norm)
