@@ -134,7 +134,10 @@ def _chat_messages(raw: list[dict[str, Any]], images: list[Any] | None) -> tuple
         if message.get("role") not in ROLES:
             raise ValueError(f"message {j} has role {message.get('role')!r}; expected one of {', '.join(ROLES)}")
         parts = []
-        for part in content_parts(message):
+        for k, part in enumerate(content_parts(message)):
+            if not isinstance(part, dict):
+                raise ValueError(f"message {j} part {k} is {part!r}; a part is an object like "
+                                 '{"type": "text", "text": "..."} or {"type": "image"}')
             # HF datasets fill absent struct fields with None; drop them so parts stay clean.
             part = {k: v for k, v in part.items() if v is not None}
             if part.get("type") == "image":

@@ -218,7 +218,10 @@ def check_text(sample: Sample, limits: Limits) -> Iterable[tuple[str, str]]:
 
 def check_assistant(sample: Sample, limits: Limits) -> Iterable[tuple[str, str]]:
     """There is something to learn: at least one assistant turn, none of them empty."""
-    answers = sample.text_of("assistant")
+    try:
+        answers = sample.text_of("assistant")
+    except TypeError:  # a text part that is not a string: check_text names it
+        return
     if not answers:
         yield NO_ASSISTANT, "no assistant turn to train on"
     for k, text in enumerate(answers):

@@ -92,10 +92,17 @@ def test_lone_surrogate_is_named(fmt, tmp_path, processor):
         collate.SFTCollator(processor)([samples[1]])
 
 
-def test_non_string_text_is_named():
-    sample = Sample("num", [{"role": "user", "content": [{"type": "text", "text": 7}]}, assistant_turn("a")])
-    (issue,) = v.validate_samples([sample]).issues
-    assert (issue.reason, issue.detail) == (v.BAD_TEXT, "message 0 part 0: text is int, not a string")
+def test_non_string_text_is_named(tmp_path):
+    rows = [{"id": "num", "messages": [{"role": "user", "content": [{"type": "text", "text": 7}]},
+                                       {"role": "assistant", "content": [{"type": "text", "text": ["a"]}]}]}]
+    (tmp_path / "d.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    report = v.validate_samples(read_records(tmp_path / "d.jsonl"))
+    assert [(i.reason, i.detail) for i in report.issues] == [
+        (v.BAD_TEXT, "message 0 part 0: text is int, not a string"),
+        (v.BAD_TEXT, "message 1 part 0: text is list, not a string")]
+    (tmp_path / "e.jsonl").write_text(json.dumps({"id": "p", "messages": [{"role": "user", "content": ["hi"]}]}))
+    with pytest.raises(ValueError, match=r"e.jsonl:1: cannot read record \(id 'p'\): message 0 part 0 is 'hi'"):
+        read_records(tmp_path / "e.jsonl")
 
 
 def test_embedded_images_stay_undecoded_after_validation(tmp_path):
