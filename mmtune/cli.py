@@ -15,9 +15,10 @@ import sys
 COMMAND_MODULES = (
     "mmtune.strategies.commands",  # strategies, inspect (groups + trainable params under a strategy)
     "mmtune.data.commands",        # data validate
-    "mmtune.recipes.commands",     # train, infer, export
-    "mmtune.world.commands",       # pretrain, world
+    "mmtune.recipes.commands",     # train, pretrain, infer, export
+    "mmtune.world.commands",       # world export, world tasks
     "mmtune.eval.commands",        # eval, tasks
+    "mmtune.methods.commands",     # methods
     "mmtune.bench.commands",       # bench
 )
 

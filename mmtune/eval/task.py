@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from mmtune.data.sample import Sample
+from mmtune.registry import Registry
 
 DEFAULT_TEMPLATE = "{prompt}"
 
@@ -162,7 +163,15 @@ class TaskInfo:
     options: tuple[str, ...] = ()  # keyword arguments the factory accepts (e.g. root, split, box_format)
 
 
-_TASKS: dict[str, tuple[Callable[..., Task], TaskInfo]] = {}
+@dataclass(frozen=True)
+class TaskEntry:
+    factory: Callable[..., Task]
+    info: TaskInfo
+
+
+TASKS: Registry[TaskEntry] = Registry(
+    "eval task", builtins=("mmtune.eval.tasks.benchmarks", "mmtune.eval.tasks.world")
+)
 
 
 def register_task(
@@ -176,25 +185,16 @@ def register_task(
     needs_root: bool = False,
 ) -> Callable[..., Task]:
     """Register ``factory(**kw) -> Task`` under ``name``; returns the factory (decorator-friendly)."""
-    if name in _TASKS:
-        raise ValueError(f"eval task {name!r} is already registered")
     options = tuple(p.name for p in inspect.signature(factory).parameters.values()
                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-    _TASKS[name] = (factory, TaskInfo(name, metric, chance, seen, description, needs_root, options))
+    TASKS.register(name, TaskEntry(factory, TaskInfo(name, metric, chance, seen, description, needs_root, options)))
     return factory
-
-
-def _ensure_builtin_tasks() -> None:
-    import mmtune.eval.tasks  # noqa: F401  (importing registers the built-in tasks)
 
 
 def get_task(name: str, **kwargs: Any) -> Task:
     """Build the registered task ``name``; benchmark readers take ``root=`` (their data folder)."""
-    _ensure_builtin_tasks()
-    if name not in _TASKS:
-        raise KeyError(f"unknown eval task {name!r}; known: {', '.join(sorted(_TASKS))} "
-                       "(see `mmtune tasks`)")
-    factory, info = _TASKS[name]
+    entry = TASKS.lookup(name)
+    factory, info = entry.factory, entry.info
     if info.needs_root and kwargs.get("root") is None:
         raise ValueError(f"eval task {name!r} reads a benchmark from disk: pass root=<its folder>")
     return factory(**kwargs)
@@ -202,5 +202,4 @@ def get_task(name: str, **kwargs: Any) -> Task:
 
 def list_tasks() -> list[TaskInfo]:
     """Every registered task, sorted by name."""
-    _ensure_builtin_tasks()
-    return [_TASKS[name][1] for name in sorted(_TASKS)]
+    return [TASKS[name].info for name in sorted(TASKS)]

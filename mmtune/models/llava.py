@@ -1,5 +1,5 @@
 """LLaVA-1.5, and the built-in world model: plain LLaVA, or LLaVA with a resampler projector
-(``mmtune_world_llava``, same module paths; see ``mmtune.world.resampler``)."""
+(``mmtune_world_llava``, same module paths; see ``mmtune.models.resampler``)."""
 from mmtune.models.family import ModelFamily, register_family
 
 register_family(

@@ -23,7 +23,7 @@ from transformers import (
 from transformers.trainer_pt_utils import safe_globals as numpy_rng_globals
 from transformers.utils import is_torchvision_available
 
-import mmtune.world.resampler  # noqa: F401  (registers the world's resampler LLaVA with the Auto classes)
+import mmtune.models.resampler  # noqa: F401  (registers the resampler LLaVA with the Auto classes)
 from mmtune.models.family import ModelGroups
 from mmtune.models.generic import resolve_groups
 from mmtune.models.qwen2_vl import (

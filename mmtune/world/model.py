@@ -15,7 +15,7 @@ PRESETS: dict[str, dict[str, int]] = {
     "tiny": dict(v_hidden=88, v_layers=2, v_heads=4, t_hidden=128, t_layers=3, t_heads=4, t_kv=2),
     "small": dict(v_hidden=128, v_layers=4, v_heads=4, t_hidden=256, t_layers=6, t_heads=8, t_kv=2),
 }
-PROJECTORS = ("mlp", "resampler")  # resampler: learnable queries, see world.resampler
+PROJECTORS = ("mlp", "resampler")  # resampler: learnable queries, see models.resampler
 
 
 def tiny_model_config(preset: str = "tiny", projector: str = "mlp") -> LlavaConfig:
@@ -39,7 +39,7 @@ def tiny_model_config(preset: str = "tiny", projector: str = "mlp") -> LlavaConf
     if projector == "mlp":
         config_class = LlavaConfig  # plain LLaVA: every LLaVA tool loads the default base unchanged
     else:
-        from mmtune.world.resampler import WorldLlavaConfig as config_class
+        from mmtune.models.resampler import WorldLlavaConfig as config_class
     return config_class(
         vision_config=vision, text_config=text,
         image_token_id=tokenizer.convert_tokens_to_ids(IMAGE),
@@ -56,7 +56,7 @@ def build_base_model(preset: str = "tiny", seed: int = 0, projector: str = "mlp"
     if projector == "mlp":
         model = LlavaForConditionalGeneration(config)
     else:
-        from mmtune.world.resampler import WorldLlavaForConditionalGeneration
+        from mmtune.models.resampler import WorldLlavaForConditionalGeneration
 
         model = WorldLlavaForConditionalGeneration(config)  # the resampler initialises itself at O(1)
     init_feature_extractor(model.model.vision_tower, seed)

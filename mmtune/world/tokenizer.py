@@ -12,7 +12,7 @@ from functools import lru_cache
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 from transformers import LlavaProcessor, PreTrainedTokenizerFast
 
-from mmtune.models.tiny import chat_template, clip_llava_processor
+from mmtune.models.processors import chat_template, clip_llava_processor
 from mmtune.world.language import vocabulary
 from mmtune.world.scenes import IMAGE_SIZE
 

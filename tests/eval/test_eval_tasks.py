@@ -3,7 +3,7 @@ import pytest
 
 from mmtune.data.sample import Sample, assistant_turn, user_turn
 from mmtune.eval import Task, get_task, list_tasks, register_task
-from mmtune.eval.tasks.kinds import KIND_METRICS, KINDS
+from mmtune.eval.tasks.kinds import TASK_KINDS
 from mmtune.world.tasks import WORLD_TASKS
 
 
@@ -35,9 +35,9 @@ def test_registry():
         get_task("nope")
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", sorted(TASK_KINDS))
 def test_kind_metric_table_matches_builders(kind):
-    assert KINDS[kind]("k", [], chance=0.0, seen=True).metric == KIND_METRICS[kind]
+    assert TASK_KINDS[kind].build("k", [], chance=0.0, seen=True).metric == TASK_KINDS[kind].metric
 
 
 # (world task, a correct answer for its first test sample or None to use the reference answer).

@@ -16,7 +16,7 @@ from mmtune.models import load_model, resolve_groups
 from mmtune.recipes import pretrain as pretrain_recipe
 from mmtune.strategies import apply_strategy
 from mmtune.world.model import build_base_model, tiny_model_config
-from mmtune.world.resampler import (
+from mmtune.models.resampler import (
     MODEL_TYPE,
     ResamplerProjector,
     WorldLlavaConfig,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mmtune.world.language import PLURALS
-from mmtune.world.tasks import KINDS, SPLITS, WORLD_TASKS, downstream_tasks, seen_tasks, text_only_instructions
+from mmtune.eval.tasks.kinds import TASK_KINDS
+from mmtune.world.tasks import SPLITS, WORLD_TASKS, downstream_tasks, seen_tasks, text_only_instructions
 from mmtune.world.tokenizer import world_tokenizer
 
 # Reference keys each kind's evaluation reads from Sample.meta.
@@ -28,7 +29,7 @@ def test_registry_has_seen_and_downstream_tasks():
     assert {t.name for t in seen_tasks()} == {"caption", "vqa", "gqa", "ocr", "mme", "pope"}
     assert {t.name for t in downstream_tasks()} == {"sciqa", "iconqa", "refcoco", "itm", "rsvqa"}
     for task in WORLD_TASKS.values():
-        assert task.kind in KINDS and 0 <= task.chance <= 100
+        assert task.kind in TASK_KINDS and 0 <= task.chance <= 100
 
 
 @pytest.mark.parametrize("name", sorted(WORLD_TASKS))

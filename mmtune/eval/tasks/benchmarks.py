@@ -18,7 +18,7 @@ from typing import Any
 from mmtune.data.sample import Sample
 from mmtune.eval import loaders
 from mmtune.eval.task import DEFAULT_TEMPLATE, Task, register_task
-from mmtune.eval.tasks.kinds import KIND_METRICS, KINDS, SHORT_ANSWER_TEMPLATE
+from mmtune.eval.tasks.kinds import SHORT_ANSWER_TEMPLATE, TASK_KINDS
 
 
 @dataclass(frozen=True)
@@ -65,12 +65,12 @@ def _factory(bench: Benchmark) -> Callable[..., Task]:
     def build(root: str, box_format: str = "norm1", **reader_kw: Any) -> Task:
         samples = bench.read(root, **reader_kw)
         kw: dict[str, Any] = dict(bench.options) | ({"box_format": box_format} if bench.kind == "grounding" else {})
-        return KINDS[bench.kind](bench.name, samples, chance=_chance(bench, samples), seen=bench.seen,
-                                 templates=(bench.template,), description=bench.description, **kw)
+        return TASK_KINDS[bench.kind].build(bench.name, samples, chance=_chance(bench, samples), seen=bench.seen,
+                                            templates=(bench.template,), description=bench.description, **kw)
 
     return build
 
 
 for _bench in BENCHMARKS:
-    register_task(_bench.name, _factory(_bench), metric=KIND_METRICS[_bench.kind], chance=_bench.chance,
+    register_task(_bench.name, _factory(_bench), metric=TASK_KINDS.lookup(_bench.kind).metric, chance=_bench.chance,
                   seen=_bench.seen, description=_bench.description, needs_root=True)

@@ -10,6 +10,7 @@ Each kind names in ``Task.reference`` whose scoring rules it follows.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from mmtune.data.sample import Sample
@@ -28,6 +29,7 @@ from mmtune.eval.metrics.grounding import read_box
 from mmtune.eval.metrics.vqa import DEFAULT_VQA_RULES, vqa_rules
 from mmtune.eval.metrics.yesno import POPE_REFERENCE, parse_pope, parse_pope_official
 from mmtune.eval.task import DEFAULT_TEMPLATE, GenerationSettings, Parsed, Prediction, Task
+from mmtune.registry import Registry
 
 # Benchmark adaptation's short-answer instruction (LLaVA-1.5), appended by readers of real sets.
 SHORT_ANSWER_TEMPLATE = "{prompt}\nAnswer the question using a single word or phrase."
@@ -164,18 +166,26 @@ def grounding_task(name: str, samples: list[Sample], *, chance: float, seen: boo
                  reference=f"IoU >= 0.5 with the box read as {box_format} (metrics/grounding.py)", parse=parse, score=score, aggregate=aggregate, **kw)
 
 
-KINDS: dict[str, KindBuilder] = {
-    "vqa": vqa_task,
-    "exact_match": exact_match_task,
-    "counting": exact_match_task,
-    "caption": caption_task,
-    "yesno": yesno_task,
-    "mme": mme_task,
-    "pope": pope_task,
-    "multiple_choice": multiple_choice_task,
-    "grounding": grounding_task,
-}
+@dataclass(frozen=True)
+class TaskKind:
+    """A benchmark family's task builder and the headline metric it reports, declared together."""
 
-KIND_METRICS = {"vqa": "vqa_accuracy", "exact_match": "exact_match", "counting": "exact_match",
-                "caption": "cider", "yesno": "accuracy", "mme": "accuracy", "pope": "f1",
-                "multiple_choice": "accuracy", "grounding": "acc@0.5"}
+    build: KindBuilder
+    metric: str
+
+
+# A new kind (and with it a new metric) is one line here; world tasks and benchmark readers name
+# their kind and the registry checks it.
+TASK_KINDS: Registry[TaskKind] = Registry("task kind")
+for _name, _build, _metric in (
+    ("vqa", vqa_task, "vqa_accuracy"),
+    ("exact_match", exact_match_task, "exact_match"),
+    ("counting", exact_match_task, "exact_match"),
+    ("caption", caption_task, "cider"),
+    ("yesno", yesno_task, "accuracy"),
+    ("mme", mme_task, "accuracy"),
+    ("pope", pope_task, "f1"),
+    ("multiple_choice", multiple_choice_task, "accuracy"),
+    ("grounding", grounding_task, "acc@0.5"),
+):
+    TASK_KINDS.register(_name, TaskKind(_build, _metric))

@@ -6,7 +6,7 @@ only template is the prompt itself; parser and metric come from the world task's
 from __future__ import annotations
 
 from mmtune.eval.task import Task, register_task
-from mmtune.eval.tasks.kinds import KIND_METRICS, KINDS
+from mmtune.eval.tasks.kinds import TASK_KINDS
 from mmtune.world.tasks import WORLD_TASKS, WorldTask
 
 
@@ -14,12 +14,12 @@ def _factory(world: WorldTask):
     def build(split: str = "test", n: int = 200, seed: int = 0, box_format: str = "norm1") -> Task:
         """``n`` samples of ``split`` (seeded); grounding boxes are read in ``box_format``."""
         kw = {"box_format": box_format} if world.kind == "grounding" else {}
-        return KINDS[world.kind](f"world_{world.name}", world.samples(split, n, seed), chance=world.chance,
-                                 seen=world.seen, description=world.description, **kw)
+        return TASK_KINDS[world.kind].build(f"world_{world.name}", world.samples(split, n, seed),
+                                            chance=world.chance, seen=world.seen, description=world.description, **kw)
 
     return build
 
 
 for _world in WORLD_TASKS.values():
-    register_task(f"world_{_world.name}", _factory(_world), metric=KIND_METRICS[_world.kind],
+    register_task(f"world_{_world.name}", _factory(_world), metric=TASK_KINDS.lookup(_world.kind).metric,
                   chance=_world.chance, seen=_world.seen, description=_world.description)

@@ -1,4 +1,4 @@
-"""The world model's optional learnable-query resampler projector, as a registered LLaVA variant.
+"""A learnable-query resampler projector (the world model's optional interface), as a registered LLaVA variant.
 
 A resampler swaps LLaVA's per-patch MLP for learnable queries that cross-attend to all patches, so
 each image token can gather from anywhere in the image. With as many queries as patches the
