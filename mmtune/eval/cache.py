@@ -75,17 +75,21 @@ def exclusive_lock(lock_path: Path, waiting: str = "") -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``lock_path`` (created if needed); say ``waiting`` if it is held."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as f:
-        if fcntl is not None:
+        locked = fcntl is not None
+        if locked:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 if waiting:
                     logger.warning("%s (lock %s)", waiting, lock_path)
                 fcntl.flock(f, fcntl.LOCK_EX)
+            except OSError as e:  # some network file systems refuse locks
+                logger.warning("cannot lock %s (%s); processes sharing this folder could mix their files", lock_path, e)
+                locked = False
         try:
             yield
         finally:
-            if fcntl is not None:
+            if locked:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
 

@@ -106,11 +106,14 @@ def test_non_string_text_is_named(tmp_path):
 
 
 def test_embedded_images_stay_undecoded_after_validation(tmp_path):
-    path = _write("parquet", tmp_path, [_record(f"r{k}", _png()) for k in range(3)])
+    pngs = [_png() for _ in range(3)]
+    path = _write("parquet", tmp_path, [_record(f"r{k}", png) for k, png in enumerate(pngs)])
     samples = read_records(path)
     assert v.validate_samples(samples).ok
-    # Decoding happened on copies: the samples still hold only the encoded bytes.
+    # Decoding happened on copies: the samples still hold only the encoded bytes, and still decode.
     assert all(s.images[0].tile for s in samples)
+    assert [s.images[0].convert("RGB").tobytes() for s in samples] == [
+        Image.open(io.BytesIO(png)).convert("RGB").tobytes() for png in pngs]
 
 
 def test_records_the_processor_cannot_encode_are_named(processor, monkeypatch):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import threading
 
 import pytest
 
-from mmtune.eval.cache import AnswerCache, model_fingerprint
+from mmtune.eval.cache import AnswerCache, exclusive_lock, model_fingerprint
 
 
 def _line(key: str, raw: str = "yes") -> bytes:
@@ -132,6 +133,25 @@ def _evaluate_into(out: str, barrier, queue) -> None:
     barrier.wait()
     result = evaluate(model, processor, [_task(6)], batch_size=2, out_dir=out, progress=False)
     queue.put(result["toy"]["counts"])
+
+
+def test_a_held_lock_is_waited_for_and_said(tmp_path, caplog):
+    lock, holding, release = tmp_path / "out" / ".eval.lock", threading.Event(), threading.Event()
+
+    def hold():
+        with exclusive_lock(lock):
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    threading.Timer(0.3, release.set).start()
+    with caplog.at_level(logging.WARNING, logger="mmtune.eval.cache"):
+        with exclusive_lock(lock, "another evaluation is writing into out"):
+            assert release.is_set()  # entered only once the holder let go
+    holder.join()
+    assert [r.getMessage() for r in caplog.records] == [f"another evaluation is writing into out (lock {lock})"]
 
 
 @pytest.mark.slow
