@@ -184,7 +184,8 @@ def _notes(summary: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
 
 
 def _without_samples(record: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if record is None else {k: v for k, v in record.items() if k != "per_sample"}
+    """A record without its per-sample scores and settings (both stay in runs/*.json and base.json)."""
+    return None if record is None else {k: v for k, v in record.items() if k not in ("per_sample", "settings")}
 
 
 def write_report(out_dir: str | Path, resamples: int | None = None) -> dict[str, Path]:

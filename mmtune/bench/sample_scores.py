@@ -34,7 +34,7 @@ def read_predictions(task: Task, samples_file: Path, n: int) -> list[Prediction]
     return [task.judge(s, raws[str(s.id)]) for s in samples]
 
 
-def _candidate(metric: str, predictions: list[Prediction]) -> SampleScores | None:
+def _candidate(task: Task, metric: str, predictions: list[Prediction]) -> SampleScores | None:
     if metric == "cider":
         from mmtune.eval.metrics import cider
 
@@ -47,19 +47,30 @@ def _candidate(metric: str, predictions: list[Prediction]) -> SampleScores | Non
         positive = np.array([str(p.sample.meta.get("answer", "")).strip().lower() == "yes" for p in predictions])
         right = np.array([p.score for p in predictions], dtype=float)
         return SampleScores("f1", np.stack([positive * right, ~positive * (1 - right), positive * (1 - right)], 1))
+    if metric != task.metric:  # e.g. a per-question-type accuracy or MME's acc + acc+ sums
+        return None
     return SampleScores("mean", 100.0 * np.array([p.score for p in predictions], dtype=float))
 
 
+def _same(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6)
+
+
 def sample_scores(task: Task, predictions: list[Prediction], metric: str, headline: float) -> SampleScores | None:
-    """Per-sample scores whose statistic gives ``headline`` (the task's ``metric``), else None."""
+    """Per-sample scores whose statistic gives ``headline`` (the task's ``metric``), else None. The mean
+    form must also give the task's own score of every other sample, so a coincidence cannot pass."""
     if not predictions:
         return None
     try:
-        found = _candidate(metric, predictions)
+        found = _candidate(task, metric, predictions)
     except (KeyError, ValueError):  # a task without the references a form needs
         return None
-    if found is None or not math.isclose(float(found.score()), headline, rel_tol=1e-6, abs_tol=1e-6):
+    if found is None or not _same(float(found.score()), headline):
         return None
+    if metric != "cider" and len(predictions) > 1:  # CIDEr's IDF is the whole set's: no subset check
+        half = np.arange(0, len(predictions), 2)
+        if not _same(float(found.score(half)), float(task.aggregate([predictions[i] for i in half])[metric])):
+            return None
     return found
 
 

@@ -23,7 +23,7 @@ def _scienceqa(root: Path) -> None:
         Image.new("RGB", (32, 32), COLOURS[colour]).save(root / "images" / split / pid / "image.png")
         choices = [colour, names[(i + 1) % 4]][:: 1 if i % 2 else -1]
         problems[pid] = {"question": "What color is the image?", "choices": choices, "answer": choices.index(colour),
-                         "image": "image.png", "hint": "", "subject": "natural science"}
+                         "image": "image.png", "hint": "", "subject": "natural science", "split": split}
         splits[split].append(pid)
         if split == "train":
             options = "\n".join(f"{'AB'[k]}. {c}" for k, c in enumerate(choices))
@@ -185,3 +185,37 @@ def test_bench_over_two_seeds_reports_mean_and_std(bench, tmp_path):
         values = [r[key] for r in runs]
         assert row[key] == pytest.approx([statistics.mean(values), statistics.stdev(values)])
     assert "±" in (out / "report.md").read_text()
+    # Each run keeps its sets' per-sample scores (the eval runner's answers, judged again); their means are
+    # the run's scores, and the report's intervals come from them.
+    base = json.loads((out / "base.json").read_text())
+    for run in runs:
+        record = json.loads((out / "runs" / f"{run['run_id']}.json").read_text())
+        for name, score in [("scienceqa", record["target_score"]), ("mme", record["seen_after"]["mme"])]:
+            values = record["per_sample"][name]["values"]
+            assert len(values) == 4 and statistics.mean(values) == pytest.approx(score)
+    assert statistics.mean(base["per_sample"]["scienceqa"]["values"]) == pytest.approx(base["scores"]["scienceqa"])
+    for key in ("E_ci", "F_ci", "O_ci"):
+        assert row[key][0] <= row[key][1]
+    assert results["notes"] == [] and "[n/a]" not in (out / "report.md").read_text()
+    assert results["bootstrap"]["resamples"] == 1000 and "per_sample" not in results["runs"][0]
+
+
+def test_full_preset_multi_seed_path_on_a_tiny_base(bench, tmp_path):
+    # The full preset as shipped (its five world targets, six seen sets with caption's CIDEr-D and POPE's F1,
+    # a merge across targets) on two seeds, shrunk to seconds: a tiny random LLaVA, 4 samples, 1 step.
+    fx, _ = bench
+    out = tmp_path / "full"
+    argv = ["bench", "--preset", "full", "--out", str(out), "--strategies", "last;last+merge(method=ties, density=0.5)",
+            *[a for s in (f"model={fx / 'model'}", "n_train=4", "n_test=4", "seeds=[0, 1]", "training.max_steps=1",
+                          "training.batch_size=2", "eval_batch_size=8", "bootstrap_resamples=200")
+              for a in ("--set", s)]]
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert sorted(results["summary"]) == ["iconqa", "itm", "refcoco", "rsvqa", "sciqa"]
+    row = results["summary"]["rsvqa"]["last+merge(method=ties, density=0.5)"]
+    assert row["seeds"] == [0, 1] and row["ranges"]["caption"] == 1000.0 and row["ranges"]["pope"] == 100.0
+    assert set(row["seen_deltas_ci"]) == {"caption", "gqa", "mme", "ocr", "pope", "vqa"}
+    base = json.loads((out / "base.json").read_text())
+    assert base["per_sample"]["pope"]["statistic"] == "f1" and base["per_sample"]["caption"]["statistic"] == "mean"
+    assert results["scale"]["ranges"]["cider"] == 1000.0
+    assert len(list((out / "runs").glob("*.json"))) == 5 * 2 * 2
