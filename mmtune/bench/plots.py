@@ -32,7 +32,9 @@ def _heatmap(ax, fig, target: str, rows: dict[str, dict[str, Any]]) -> None:
     image = ax.imshow(scaled, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
     for i, n in enumerate(names):
         for j, s in enumerate(seen):
-            ax.text(j, i, f"{rows[n]['seen_deltas'][s]:+.1f}", ha="center", va="center", fontsize=6)
+            dark = abs(rows[n]["seen_scaled"][s]) > 0.6 * limit
+            ax.text(j, i, f"{rows[n]['seen_deltas'][s]:+.1f}", ha="center", va="center", fontsize=6,
+                    color="white" if dark else "black")
     ax.set_xticks(range(len(seen)), seen, fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set_title(f"{target}: seen-set deltas (text raw, colour on F's scale)", fontsize=9)
