@@ -25,9 +25,11 @@ def read_predictions(task: Task, samples_file: Path, n: int) -> list[Prediction]
         return None
     raws: dict[str, str] = {}
     for line in samples_file.read_text(encoding="utf-8").splitlines():
-        if line.strip():
+        try:
             record = json.loads(line)
             raws[str(record["id"])] = record["raw"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a cut or foreign line: its sample, if needed, counts as missing below
     samples = task.samples[:n]
     if any(str(s.id) not in raws for s in samples):
         return None
