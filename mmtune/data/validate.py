@@ -33,8 +33,9 @@ TOO_LONG = "too_long"
 ANSWER_TRUNCATED = "answer_truncated"
 
 MAX_LISTED = 50
-# 40 MP: every processor mmtune supports downsizes far below it (Qwen2-VL keeps at most 12.8 MP),
-# 8K frames (33 MP) and 36 MP camera photos pass, and one decoded RGB copy stays under 120 MB.
+# 40 MP: every processor mmtune supports downsizes far below it (Qwen2-VL's released processors keep
+# at most 16,384 tokens of 28x28 = 12.8 MP), 8K frames (33 MP) and 36 MP camera photos pass, and one
+# decoded RGB copy stays under 120 MB.
 # Pillow only warns from 89.5 MP and refuses from 179 MP, when one image already costs ~0.5-1 GB.
 DEFAULT_MAX_PIXELS = 40_000_000
 # Records collated together when encoding; a failing chunk is re-collated record by record.
