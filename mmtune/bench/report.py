@@ -12,7 +12,14 @@ from typing import Any
 from mmtune.bench.pareto import Point, pareto_front, recommend
 from mmtune.bench.plots import bench_figure
 from mmtune.bench.scores import DEFAULT_RANGE, SCALE_CHOICE, RunScores, aggregate_seeds
-from mmtune.bench.uncertainty import LEVEL, RESAMPLES, SampleScores, SeedScores, percentile_interval, row_replicates
+from mmtune.bench.uncertainty import (
+    LEVEL,
+    RESAMPLES,
+    SampleScores,
+    SeedScores,
+    percentile_interval,
+    row_replicates,
+)
 from mmtune.files import atomic_write_json, atomic_write_text
 
 RUNS_DIR = "runs"
@@ -178,9 +185,11 @@ def _notes(summary: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     missing = [f"{t}/{row}" for t, rows in summary.items() for row, r in rows.items() if r["E_ci"] is None]
     if not missing:
         return []
-    return [f"intervals n/a for {len(missing)} of {sum(len(r) for r in summary.values())} rows "
-            f"({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}): {NO_SAMPLES}; "
-            "without intervals rows are compared on their means."]
+    listed = ", ".join(missing[:6]) + (", ..." if len(missing) > 6 else "")
+    total = sum(len(rows) for rows in summary.values())
+    note = (f"intervals n/a for {len(missing)} of {total} rows ({listed}): {NO_SAMPLES}; "
+            "without intervals rows are compared on their means.")
+    return [note]
 
 
 def _without_samples(record: dict[str, Any] | None) -> dict[str, Any] | None:
