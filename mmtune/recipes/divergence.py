@@ -1,9 +1,9 @@
 """Stop a run whose loss or gradients blew up, before it checkpoints or saves a broken model.
 
 Checked after every optimizer step, before the Trainer may checkpoint it: a non-finite loss or
-gradient norm, or a task loss (the objective without the L2-SP penalty, which starts at 0 and grows
-by design) above ``factor`` times the reference: the first step's loss, at least 1.0 so a base
-that already fits the data is not stopped by ordinary noise.
+gradient norm, or a task loss (the objective without the anti-forgetting methods' penalty terms,
+which start at 0 and may grow by design) above ``factor`` times the reference: the first step's
+loss, at least 1.0 so a base that already fits the data is not stopped by ordinary noise.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def divergence_reason(loss: float, grad_norm: float | None, first_loss: float | 
                       penalty: float = 0.0) -> str | None:
     """Why this step counts as diverged, or ``None``; ``factor`` 0 turns the loss-growth rule off.
 
-    ``loss`` is the step's objective, ``penalty`` its L2-SP part, left out of the growth rule.
+    ``loss`` is the step's objective, ``penalty`` the methods' terms in it, left out of the growth rule.
     """
     if not math.isfinite(loss):
         return f"the loss is {loss}"
@@ -39,7 +39,7 @@ def divergence_reason(loss: float, grad_norm: float | None, first_loss: float | 
     if factor and first_loss is not None and math.isfinite(first_loss):
         limit = factor * max(first_loss, REFERENCE_FLOOR)
         if task_loss > limit:
-            return (f"the loss {task_loss:.4g}{' (L2-SP penalty left out)' if penalty else ''} exceeds "
+            return (f"the loss {task_loss:.4g}{' (penalty terms left out)' if penalty else ''} exceeds "
                     f"training.divergence_factor={factor:g} x the first step's loss {first_loss:.4g} "
                     f"(taken as at least {REFERENCE_FLOOR:g})")
     return None

@@ -334,8 +334,13 @@ def _save_final(model: nn.Module, processor: Any, output_dir: Path, spec: str, m
     """``save_tuned`` into ``.partial/final``, renamed to ``final`` once whole: a kill never leaves half a model."""
     staged = output_dir / STAGING_DIR / FINAL_DIR
     shutil.rmtree(staged, ignore_errors=True)
-    save_tuned(model, processor, staged, spec, meta)
-    publish_dir(staged, output_dir / FINAL_DIR)
+    try:
+        save_tuned(model, processor, staged, spec, meta)
+        publish_dir(staged, output_dir / FINAL_DIR)
+    except OSError as e:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise OSError(e.errno, f"writing {output_dir / FINAL_DIR} failed ({e.strerror or e}); the checkpoints are "
+                               "kept: fix that (e.g. free disk space) and rerun with --resume") from e
 
 
 def run_sft(config: SFTConfig, *, resume: bool = False, allow_pickle: bool = False) -> SFTResult:
