@@ -71,6 +71,8 @@ def test_tiny_config_trains_two_steps_through_the_cli(name, tmp_path):
                  "training.save_steps=0", "training.batch_size=2", "training.grad_accum=1"]
     config = load_config(SFTConfig, CONFIG_DIR / name, overrides)
     sources = [f"data={json.dumps([{'path': str(data), 'ratio': d.ratio} for d in config.data])}"]
+    if config.seen_data:  # replay / EWC read general data: the same rows stand in for it
+        sources.append(f"seen_data={json.dumps([{'path': str(data)} for _ in config.seen_data])}")
     argv = ["train", str(CONFIG_DIR / name)] + [a for o in overrides + sources for a in ("--set", o)]
     assert main(argv) == 0
     record = json.loads((tmp_path / "run" / "final" / "mmtune.json").read_text())

@@ -100,7 +100,7 @@ class BenchConfig:
 
     def training_for(self, row: Row, seed: int) -> TrainingConfig:
         """The row's optimisation settings: its lr, L2-SP weight and seed; checkpoints off (runs are short)."""
-        return dataclasses.replace(self.training, lr=self.lr_for(row), l2sp=row.l2sp, seed=seed, save_steps=0)
+        return dataclasses.replace(self.training, lr=self.lr_for(row), seed=seed, save_steps=0)
 
 
 WORLD_SOURCE = "world:"
@@ -130,7 +130,8 @@ _LR = {"full": 3e-4, "top": 5e-4, "last": 1e-3, "projector": 1e-3, "lora": 2e-3,
        "adapter": 2e-3, "prompt": 1e-2, "default": 1e-3}
 # Every strategy paradigm plus the anti-forgetting methods, each applied where forgetting is largest.
 _ROWS = ["full", "top(k=2)", "last", "projector", "lora", "dora", "adapter", "prompt",
-         "full+replay(fraction=0.2)", "full+l2sp(weight=1.0)", "full+wise_ft(alpha=0.5)"]
+         "full+replay(fraction=0.2)", "full+l2sp(weight=1.0)", "full+ewc(weight=1000)", "full+lwf(weight=1.0)",
+         "full+wise_ft(alpha=0.5)"]
 # MME's headline is acc + acc+ summed over categories; F averages deltas, so use its 0-100 accuracy.
 _MME = {"name": "mme", "task": "world_mme", "train": f"{WORLD_SOURCE}mme", "metric": "accuracy"}
 # Presets are config layers under the user's YAML and --set overrides.

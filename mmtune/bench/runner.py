@@ -23,7 +23,6 @@ from mmtune.bench.report import BASE_FILE, RUNS_DIR, write_report
 from mmtune.bench.rows import Row, slug
 from mmtune.bench.sample_scores import evaluated_sample_scores
 from mmtune.bench.scores import metric_range, run_scores
-from mmtune.methods.replay import with_replay
 from mmtune.data.sample import Sample
 from mmtune.files import atomic_write_json
 
@@ -156,7 +155,8 @@ class Bench:
         """Everything a run's result depends on; a finished run with other settings is not reused."""
         return {"model": str(self.base_path), "target": self.test_fingerprint(target),
                 "seen": [self.test_fingerprint(s) for s in self.config.seen], "n_train": self.config.n_train,
-                "n_test": self.config.n_test, "training": dataclasses.asdict(self.config.training_for(row, seed))}
+                "n_test": self.config.n_test, "training": dataclasses.asdict(self.config.training_for(row, seed)),
+                "methods": list(row.methods)}
 
     def finished(self, rid: str, settings: dict[str, Any]) -> bool:
         path = self.out / RUNS_DIR / f"{rid}.json"
@@ -179,12 +179,12 @@ class Bench:
 
         rid = run_id(target.name, row, seed)
         loaded = self.load_base()
-        samples = self.train_samples(target)
-        if row.replay:
-            pool = [s for ref in self.config.seen for s in self.train_samples(ref)]
-            samples = with_replay(samples, pool, row.replay, seed)
-        result = train_sft(loaded.model, loaded.processor, samples, strategy=row.strategy,
-                           output_dir=self.weights_dir(rid), training=self.config.training_for(row, seed))
+        methods = row.training_methods()
+        seen = ([s for ref in self.config.seen for s in self.train_samples(ref)]
+                if any(m.entry.needs_seen_data for m in methods) else [])
+        result = train_sft(loaded.model, loaded.processor, self.train_samples(target), strategy=row.strategy,
+                           output_dir=self.weights_dir(rid), training=self.config.training_for(row, seed),
+                           methods=methods, seen_samples=seen)
         after = self.evaluate(result.model, loaded.processor, [target, *self.config.seen], rid)
         if not self.needs_weights(row):
             shutil.rmtree(self.weights_dir(rid), ignore_errors=True)
@@ -224,36 +224,29 @@ class Bench:
         source = self.by_label[row.source]
         return json.loads((self.out / RUNS_DIR / f"{run_id(target.name, source, seed)}.json").read_text(encoding="utf-8"))
 
-    def wise_ft(self, target: TaskRef, row: Row, seed: int, base: Scored) -> list[dict[str, Any]]:
-        from mmtune.methods.weights import wise_ft
-
-        tuned = self.tuned_state_dict(run_id(target.name, self.by_label[row.source], seed))
-        state = wise_ft(self.load_base().model.state_dict(), tuned, float(row.posterior_args["alpha"]))
-        after = self.evaluate_weights(state, [target, *self.config.seen], run_id(target.name, row, seed))
-        return [self.record(target, row, seed, base, after, kind="wise_ft", **_cost([self.source_record(target, row, seed)]))]
-
-    def merge(self, row: Row, seed: int, base: Scored) -> list[dict[str, Any]]:
-        """Merge every target's task vector of the source row into one model, scored on each target."""
-        from mmtune.methods.weights import merge_task_vectors, task_vector
-
-        targets = self.config.targets
-        base_sd = self.load_base().model.state_dict()
-        vectors = [task_vector(base_sd, self.tuned_state_dict(run_id(t.name, self.by_label[row.source], seed)))
-                   for t in targets]
-        options = {k: v for k, v in row.posterior_args.items() if k != "method"}
-        state = merge_task_vectors(base_sd, vectors, str(row.posterior_args["method"]), **options)
-        after = self.evaluate_weights(state, [*targets, *self.config.seen], f"merged__{slug(row.label)}__seed{seed}")
+    def posterior(self, row: Row, seed: int, targets: list[TaskRef], base: Scored) -> list[dict[str, Any]]:
+        """Apply the row's posterior method (``mmtune.methods``) to its source row's finished runs:
+        WiSE-FT to one target's run, a merge to every target's at once (one model, scored on each)."""
+        method = row.posterior_method()
+        acting = method.build()
+        source = self.by_label[row.source]
+        tuned = [self.tuned_state_dict(run_id(t.name, source, seed)) for t in targets]
+        state = acting.apply(self.load_base().model.state_dict(), tuned)
+        run = run_id(targets[0].name, row, seed) if acting.runs == "one" else f"merged__{slug(row.label)}__seed{seed}"
+        after = self.evaluate_weights(state, [*targets, *self.config.seen], run)
         cost = _cost([self.source_record(t, row, seed) for t in targets])
-        return [self.record(t, row, seed, base, after, kind="merge", **cost) for t in targets]
+        return [self.record(t, row, seed, base, after, kind=method.name, **cost) for t in targets]
 
     # -- the loop ------------------------------------------------------------------------------
     def plan(self) -> list[tuple[Row, int, list[TaskRef]]]:
-        """Trained runs first (posterior rows need them), then WiSE-FT, then merges (all targets at once)."""
+        """Trained runs first (posterior rows need them), then posterior rows on one run (WiSE-FT),
+        then those on every target's run at once (merges)."""
         seeds, targets = self.config.seeds, self.config.targets
+        runs = {r.label: r.posterior_method().build().runs for r in self.rows if not r.trains}
         trained = [(r, s, [t]) for s in seeds for t in targets for r in self.rows if r.trains]
-        wise = [(r, s, [t]) for s in seeds for t in targets for r in self.rows if r.posterior == "wise_ft"]
-        merged = [(r, s, list(targets)) for s in seeds for r in self.rows if r.posterior == "merge"]
-        return trained + wise + merged
+        one = [(r, s, [t]) for s in seeds for t in targets for r in self.rows if runs.get(r.label) == "one"]
+        every = [(r, s, list(targets)) for s in seeds for r in self.rows if runs.get(r.label) == "targets"]
+        return trained + one + every
 
     def is_done(self, row: Row, seed: int, targets: list[TaskRef]) -> bool:
         done = all(self.finished(run_id(t.name, row, seed), self.settings(t, row, seed)) for t in targets)
@@ -274,12 +267,7 @@ class Bench:
                 self.log(f"{where}: finished earlier, skipped")
                 continue
             start = time.perf_counter()
-            if row.posterior == "merge":
-                records = self.merge(row, seed, base)
-            elif row.posterior == "wise_ft":
-                records = self.wise_ft(targets[0], row, seed, base)
-            else:
-                records = [self.tune(targets[0], row, seed, base)]
+            records = [self.tune(targets[0], row, seed, base)] if row.trains else self.posterior(row, seed, targets, base)
             for r in records:
                 atomic_write_json(self.out / RUNS_DIR / f"{r['run_id']}.json", r)
                 self.log(f"{where}: {r['target']} E {r['E']:+.1f} F {r['F']:+.1f} O {r['O']:+.1f} "

@@ -1,7 +1,7 @@
 """Supervised fine-tuning (alignment pre-training and instruction tuning) on the transformers Trainer.
 
 Read top to bottom: apply the strategy, validate the data before step 0, build the Trainer (per-group
-learning rates, optional L2-SP penalty, per-step loss log, divergence stop), train or resume from
+learning rates, the loss terms of anti-forgetting methods, per-step loss log, divergence stop), train or resume from
 the last complete checkpoint, save the tuned model. The Trainer brings schedules, gradient
 accumulation, mixed precision, checkpoint/resume and DDP/FSDP via accelerate; this module adds
 only what it lacks.
@@ -34,6 +34,7 @@ from mmtune.data.mixing import DataSourceConfig, load_sources, mix_sources
 from mmtune.data.sample import Sample
 from mmtune.data.validate import DEFAULT_MAX_PIXELS, check_max_pixels, validate_samples
 from mmtune.files import atomic_write_json, read_jsonl
+from mmtune.methods.base import LossContext, Method, resolve_methods
 from mmtune.models import load_model, resolve_groups
 from mmtune.models.loading import pickle_files, trusted_pickles
 from mmtune.recipes.checkpoints import STAGING_DIR, last_complete_checkpoint, publish_dir
@@ -71,9 +72,6 @@ class TrainingConfig:
         metadata={"help": "learning rate per group, e.g. {projector: 2e-5}; others use lr"},
     )
     max_length: int | None = field(default=None, metadata={"help": "tokens per sample; longer ones are cut"})
-    l2sp: float = field(
-        default=0.0, metadata={"help": "L2-SP: weight of ||w - w_init||^2 over trainable weights (anti-forgetting)"}
-    )
     group_by_length: bool = field(default=False, metadata={"help": "batch samples of similar length together"})
     dataloader_workers: int = field(
         default=0, metadata={"help": "processes that collate batches (image loading, tokenization) beside training"}
@@ -85,7 +83,7 @@ class TrainingConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("lr", "epochs", "warmup_ratio", "weight_decay", "l2sp", "divergence_factor"):
+        for name in ("lr", "epochs", "warmup_ratio", "weight_decay", "divergence_factor"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"training.{name} must be a finite number, got {value!r}")
@@ -100,7 +98,7 @@ class TrainingConfig:
             raise ValueError(f"training.lr_scheduler={self.lr_scheduler!r} is unknown; use one of {', '.join(SCHEDULERS)}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"training.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        for name in ("weight_decay", "l2sp", "save_steps", "dataloader_workers"):
+        for name in ("weight_decay", "save_steps", "dataloader_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"training.{name} must be >= 0, got {getattr(self, name)}")
         if self.max_length is not None and self.max_length <= 0:
@@ -132,6 +130,10 @@ class SFTConfig:
     model: str = field(default="", metadata={"help": "local checkpoint directory of the base model"})
     data: list[DataSourceConfig] = field(default_factory=list, metadata={"help": "sources mixed by ratio"})
     strategy: str = field(default="lora(r=16, alpha=32, groups=llm)", metadata={"help": "see `mmtune strategies`"})
+    methods: list[str] = field(default_factory=list, metadata={
+        "help": "anti-forgetting methods, e.g. [replay(fraction=0.2), ewc(weight=100)] (see `mmtune methods`)"})
+    seen_data: list[DataSourceConfig] = field(default_factory=list, metadata={
+        "help": "general (seen) data that replay mixes in and EWC estimates its Fisher on"})
     output_dir: str = field(default="runs/sft", metadata={"help": "checkpoints here, the tuned model in final/"})
     training: TrainingConfig = field(default_factory=TrainingConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
@@ -141,6 +143,15 @@ class SFTConfig:
             raise ConfigError("config key model is required: the directory of the base checkpoint")
         if not self.data:
             raise ConfigError("config key data is required: a list of sources, e.g. [{path: train.jsonl}]")
+        try:
+            methods = resolve_methods(self.methods)
+        except (KeyError, ValueError) as e:
+            raise ConfigError(f"config key methods: {e.args[0] if e.args else e}") from e
+        train_time(methods)
+        needs_seen = [m.label for m in methods if m.entry.needs_seen_data]
+        if needs_seen and not self.seen_data:
+            raise ConfigError(f"config key methods: {', '.join(needs_seen)} need seen data; "
+                              "list it under seen_data: [{path: general.json}]")
 
 
 @dataclass
@@ -148,7 +159,7 @@ class SFTResult:
     """What a run produced: the tuned model, its strategy summary, per-step losses and costs.
 
     ``losses`` is the optimised objective per optimizer step (token-mean loss over all processes,
-    plus the L2-SP penalty when set), from step 1 even after a resume; empty on non-zero ranks.
+    plus the terms of loss-phase methods), from step 1 even after a resume; empty on non-zero ranks.
     """
 
     model: nn.Module
@@ -243,14 +254,25 @@ def train_sft(
     skip_invalid: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     allow_pickle: bool = False,
+    methods: Sequence[str | Method] = (),
+    seen_samples: Sequence[Sample] = (),
 ) -> SFTResult:
     """Tune ``model`` on ``samples`` with ``strategy``; checkpoints in ``output_dir``, result in ``output_dir/final``.
 
     ``resume`` continues from the newest ``output_dir/checkpoint-*`` with the same data order,
     scheduler and RNG state, so the loss curve equals an uninterrupted run's. Its pickle files
     (optimizer, scheduler, RNG state) may hold only tensors and plain data unless ``allow_pickle``.
+
+    ``methods`` are anti-forgetting methods of the data and loss phases (``mmtune methods``):
+    replay mixes ``seen_samples`` into the tuning set, EWC estimates its Fisher on them.
     """
     output_dir = Path(output_dir)
+    methods = train_time(resolve_methods([m.spec if isinstance(m, Method) else m for m in methods]))
+    for method in methods:
+        if method.entry.needs_seen_data and not seen_samples:
+            raise ValueError(f"method {method.label}: needs seen-task samples (seen_samples / seen_data)")
+        if method.phase == "data":
+            samples = method.build().apply(samples, seen_samples, training.seed)
     set_seed(training.seed)  # new modules (LoRA, adapters) are initialised under the run's seed
     train_samples = _checked_samples(samples, processor, training.max_length, skip_invalid, max_pixels)
     if not train_samples:
@@ -263,18 +285,24 @@ def train_sft(
 
     checkpoint = _resume_checkpoint(output_dir) if resume else None
     loss_log = output_dir / LOSS_LOG
+    collator = SFTCollator(processor, max_length=training.max_length)
+    loss_terms = [m.build() for m in methods if m.phase == "loss"]
 
     trainer = SFTTrainer(
         model=model,
         args=_training_arguments(training, output_dir),
-        data_collator=SFTCollator(processor, max_length=training.max_length),
+        data_collator=collator,
         train_dataset=SampleDataset(train_samples),
         eval_dataset=SampleDataset(eval_samples) if eval_samples else None,
         param_groups=optimizer_param_groups(model, groups, training.lr, training.group_lr,
                                             weight_decay=training.weight_decay),
-        l2sp=training.l2sp,
+        loss_terms=loss_terms,
         lengths=_approx_lengths(train_samples) if training.group_by_length else None,
     )
+    if loss_terms:
+        context = LossContext(trainer.model, _batches(seen_samples, collator, training.batch_size, trainer.args.device))
+        for term in loss_terms:
+            term.setup(context)
     step_losses = StepLossLog(trainer, loss_log)
     trainer.add_callback(step_losses)
     trainer.add_callback(DivergenceGuard(output_dir, training.divergence_factor, step_losses, trainer))
@@ -303,6 +331,7 @@ def train_sft(
         meta = {
             "recipe": "sft",
             "training": dataclasses.asdict(training),
+            "methods": [m.label for m in methods],
             "num_samples": len(train_samples),
             "num_skipped": len(samples) - len(train_samples),
             "steps": step,
@@ -316,6 +345,24 @@ def train_sft(
         _save_final(trainer.model, processor, output_dir, summary.spec, meta)
     trainer.accelerator.wait_for_everyone()
     return result
+
+
+def train_time(methods: list[Method]) -> list[Method]:
+    """The methods a training run applies itself; posterior ones act on finished runs."""
+    posterior = [m.label for m in methods if m.phase == "posterior"]
+    if posterior:
+        raise ValueError(f"{', '.join(posterior)} acts on finished runs, not during training: use it in a bench "
+                         "row (e.g. full+wise_ft(alpha=0.5)) or on the saved weights (mmtune.methods.weights)")
+    return methods
+
+
+def _batches(samples: Sequence[Sample], collator: Any, batch_size: int, device: Any):
+    """``() -> iterator`` over collated batches of ``samples`` on ``device``, in order."""
+    def batches():
+        for start in range(0, len(samples), batch_size):
+            batch = collator(list(samples[start:start + batch_size]))
+            yield {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    return batches
 
 
 def _resume_checkpoint(output_dir: Path) -> Path | None:
@@ -354,7 +401,8 @@ def run_sft(config: SFTConfig, *, resume: bool = False, allow_pickle: bool = Fal
         loaded.model, loaded.processor, samples,
         strategy=config.strategy, output_dir=output_dir, training=config.training,
         resume=resume, skip_invalid=config.validation.skip_invalid, max_pixels=config.validation.max_pixels,
-        allow_pickle=allow_pickle,
+        allow_pickle=allow_pickle, methods=config.methods,
+        seen_samples=[s for source, _ in load_sources(config.seen_data, seed=config.training.seed) for s in source],
     )
 
 

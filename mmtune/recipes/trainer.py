@@ -66,17 +66,15 @@ class StepLossLog(TrainerCallback):
 
 
 class SFTTrainer(Trainer):
-    """Trainer + per-group learning rates + L2-SP penalty + exact per-step loss accounting."""
+    """Trainer + per-group learning rates + the loss terms of anti-forgetting methods (L2-SP, EWC,
+    LwF: ``mmtune.methods``, set up by the caller) + exact per-step loss accounting."""
 
-    def __init__(self, *args: Any, param_groups: list[dict], l2sp: float, lengths: list[int] | None, **kwargs: Any):
+    def __init__(self, *args: Any, param_groups: list[dict], loss_terms: Sequence[Any] = (),
+                 lengths: list[int] | None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._param_groups = param_groups
-        self._l2sp = l2sp
+        self._loss_terms = list(loss_terms)
         self._lengths = lengths
-        # L2-SP anchors: a frozen copy of every trainable weight as it was before step 0.
-        self._anchors = (
-            {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad} if l2sp else {}
-        )
         self._step_loss = torch.zeros((), device=self.args.device)
         self.last_grad_norm: float | None = None
         self._penalty = torch.zeros((), device=self.args.device)
@@ -154,18 +152,15 @@ class SFTTrainer(Trainer):
                                     lengths=self._lengths)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        if not self._l2sp or not model.training:
-            return out
-        loss, outputs = out if return_outputs else (out, None)
-        penalty = sum(
-            (p - self._anchors[n]).pow(2).sum()
-            for n, p in self.accelerator.unwrap_model(model).named_parameters()
-            if n in self._anchors
-        )
-        self._penalty = (self._l2sp * penalty).detach()
+        if not self._loss_terms or not model.training:
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        unwrapped = self.accelerator.unwrap_model(model)
+        penalty = sum(term.penalty(unwrapped, inputs, outputs) for term in self._loss_terms)
+        self._penalty = penalty.detach()
         # Divided by the accumulation steps so one optimizer step adds the penalty exactly once.
-        loss = loss + self._l2sp * penalty / self.args.gradient_accumulation_steps
+        loss = loss + penalty / self.args.gradient_accumulation_steps
         return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -175,7 +170,7 @@ class SFTTrainer(Trainer):
 
     @property
     def last_penalty(self) -> float:
-        """The L2-SP term of the last step's objective (0 without L2-SP), to compare task losses alone."""
+        """The methods' terms in the last step's objective (0 without them), to compare task losses alone."""
         return float(self._penalty)
 
     def pop_step_loss(self) -> float:

@@ -8,23 +8,26 @@ from mmtune.config import ConfigError
 
 def test_parse_rows():
     r = parse_row("lora(r=8, alpha=16)+replay(fraction=0.25)")
-    assert (r.strategy, r.replay, r.l2sp, r.trains) == ("lora(r=8, alpha=16)", 0.25, 0.0, True)
-    assert r.strategy_name == "lora"
-    r = parse_row("full+l2sp(weight=0.1)")
-    assert (r.strategy, r.l2sp) == ("full", 0.1)
+    assert (r.strategy, r.methods, r.trains) == ("lora(r=8, alpha=16)", ("replay(fraction=0.25)",), True)
+    assert r.strategy_name == "lora" and r.training_methods()[0].config.fraction == 0.25
+    r = parse_row("full+ewc(weight=10)+l2sp")
+    assert (r.strategy, r.methods) == ("full", ("ewc(weight=10)", "l2sp"))
+    assert [m.phase for m in r.training_methods()] == ["loss", "loss"]
     r = parse_row("full+replay(fraction=0.2)+wise_ft(alpha=0.3)")
-    assert (r.posterior, r.posterior_args, r.source, r.strategy, r.replay) == (
-        "wise_ft", {"alpha": 0.3}, "full+replay(fraction=0.2)", "full", 0.2)
+    assert (r.posterior, r.source, r.strategy, r.methods) == (
+        "wise_ft(alpha=0.3)", "full+replay(fraction=0.2)", "full", ("replay(fraction=0.2)",))
+    assert r.posterior_method().config.alpha == 0.3
     r = parse_row("full+merge(method=ties, density=0.5)")
-    assert r.posterior_args == {"method": "ties", "density": 0.5} and r.source == "full"
+    merge = r.posterior_method()
+    assert (merge.config.method, merge.config.density, r.source) == ("ties", 0.5, "full")
     assert slug("full+merge(method=ties, density=0.5)") == "full_merge_method=ties_density=0.5"
 
 
 @pytest.mark.parametrize("text, message", [
     ("replay(fraction=0.2)", "names no tuning strategy"),
-    ("lora+replay(share=0.2)", "replay takes fraction"),
-    ("full+wise_ft+merge", "one of wise_ft, merge"),
-    ("lora+replay+replay", "given twice"),
+    ("lora+replay(share=0.2)", r"unknown argument\(s\) share; valid: fraction"),
+    ("full+wise_ft+merge", "use one posterior method per run"),
+    ("lora+replay+replay", "replay given more than once"),
 ])
 def test_bad_rows(text, message):
     with pytest.raises(ValueError, match=message):
@@ -35,16 +38,17 @@ def test_quick_preset_covers_the_required_rows():
     config = load_bench_config()
     names = {r.label for r in config.rows()}
     assert {"full", "top(k=2)", "last", "projector", "lora", "dora", "adapter", "prompt"} <= names
-    kinds = {(r.replay > 0, r.l2sp > 0, r.posterior) for r in config.rows()}
-    assert (True, False, None) in kinds and (False, True, None) in kinds and (False, False, "wise_ft") in kinds
+    phases = {m.name for r in config.rows() for m in r.training_methods()}
+    posterior = {r.posterior_method().name for r in config.rows() if not r.trains}
+    assert {"replay", "l2sp", "ewc", "lwf"} <= phases and "wise_ft" in posterior
     assert config.preset == "quick" and len(config.targets) == 2 and len(config.seeds) == 1
 
 
 def test_full_preset_has_seeds_and_merges():
     config = load_bench_config(preset="full")
     assert len(config.seeds) >= 2
-    assert {r.posterior_args.get("method") for r in config.rows() if r.posterior == "merge"} == {
-        "task_arithmetic", "ties", "dare"}
+    merges = [r.posterior_method() for r in config.rows() if not r.trains]
+    assert {m.config.method for m in merges if m.name == "merge"} == {"task_arithmetic", "ties", "dare"}
 
 
 def test_overrides_and_yaml(tmp_path):
@@ -63,7 +67,7 @@ def test_overrides_and_yaml(tmp_path):
     assert config.lr_for(parse_row("lora")) == config.training.lr
     assert load_bench_config(overrides=["n_train=3"]).lr == PRESETS["quick"]["lr"]
     t = config.training_for(parse_row("full+l2sp(weight=0.5)"), seed=7)
-    assert (t.l2sp, t.seed, t.save_steps, t.max_steps) == (0.5, 7, 0, 3)
+    assert (t.seed, t.save_steps, t.max_steps) == (7, 0, 3)
 
 
 def test_config_errors_name_the_fix():

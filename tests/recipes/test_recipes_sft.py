@@ -89,7 +89,8 @@ def _distance_from_init(tiny_dir, samples, out, l2sp: float) -> float:
     model, processor = load_plain(tiny_dir)
     init = {n: p.detach().clone() for n, p in model.named_parameters()}
     result = train_sft(model, processor, samples, strategy="projector", output_dir=out,
-                       training=_cfg(lr=5e-2, max_steps=3, save_steps=0, l2sp=l2sp))
+                       training=_cfg(lr=5e-2, max_steps=3, save_steps=0),
+                       methods=[f"l2sp(weight={l2sp})"] if l2sp else [])
     return sum(float((p.detach() - init[n]).pow(2).sum()) for n, p in result.model.named_parameters())
 
 
