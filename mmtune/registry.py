@@ -2,8 +2,9 @@
 methods, eval tasks, metrics, data readers, processor layouts, template pools and world tasks.
 
 A dict, so callers keep ``REG[name]``, ``name in REG`` and iteration. ``builtins`` names the modules
-whose import registers the built-in entries; they are imported on first use, so importing a
-registry stays cheap and a module may register into it without an import cycle. ``register``
+whose import registers the built-in entries (``"pkg.*"``: every module of a package, so a new entry
+is a new module and nothing else); they are imported on first use, so importing a registry stays
+cheap and a module may register into it without an import cycle. ``register``
 refuses duplicates and ``lookup`` names the valid choices when a name is unknown.
 
 ``config_from_kwargs`` builds an entry's config dataclass (PEFT style: fields with ``help``
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import pkgutil
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -32,7 +34,12 @@ class Registry(dict[str, T]):
         if not self._loaded:
             self._loaded = True  # set first: the modules being imported register into this registry
             for module in self._builtins:
-                importlib.import_module(module)
+                if module.endswith(".*"):
+                    package = importlib.import_module(module[:-2])
+                    for found in pkgutil.iter_modules(package.__path__):
+                        importlib.import_module(f"{package.__name__}.{found.name}")
+                else:
+                    importlib.import_module(module)
 
     def register(self, name: str, item: T) -> T:
         if dict.__contains__(self, name):

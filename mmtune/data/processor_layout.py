@@ -12,6 +12,8 @@ from typing import Callable
 
 from transformers import ProcessorMixin
 
+from mmtune.registry import Registry
+
 Insertions = Callable[[ProcessorMixin, str], list[tuple[int, int]]]  # -> [(position, n_chars)]
 
 
@@ -25,18 +27,18 @@ class ProcessorLayout:
     prefix_lm: bool = False
 
 
-_LAYOUTS: dict[str, ProcessorLayout] = {}
+LAYOUTS: Registry[ProcessorLayout] = Registry("processor layout")
 
 
 def register_processor_layout(processor_class: str, layout: ProcessorLayout) -> None:
-    _LAYOUTS[processor_class] = layout
+    LAYOUTS.register(processor_class, layout)
 
 
 def layout_of(processor: ProcessorMixin) -> ProcessorLayout:
     """The layout registered for the processor's class or its nearest registered base class."""
     for cls in type(processor).__mro__:
-        if cls.__name__ in _LAYOUTS:
-            return _LAYOUTS[cls.__name__]
+        if cls.__name__ in LAYOUTS:
+            return LAYOUTS[cls.__name__]
     return ProcessorLayout()
 
 

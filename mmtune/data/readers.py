@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 from PIL import Image
 
 from mmtune.data.sample import ROLES, Sample, content_parts
+from mmtune.registry import Registry
 
 IMAGE_PLACEHOLDER = "<image>"
 _LLAVA_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant"}
@@ -33,22 +34,19 @@ class Reader:
     is_dir: bool = False
 
 
-_READERS: dict[str, Reader] = {}
+READERS: Registry[Reader] = Registry("data format")
 
 
 def register_reader(reader: Reader) -> Reader:
-    if reader.name in _READERS:
-        raise ValueError(f"data reader {reader.name!r} is already registered")
-    _READERS[reader.name] = reader
-    return reader
+    return READERS.register(reader.name, reader)
 
 
 def list_formats() -> list[str]:
-    return sorted(_READERS)
+    return sorted(READERS)
 
 
 def _detect_format(path: Path) -> str:
-    for reader in _READERS.values():
+    for reader in READERS.values():
         if (path.is_dir() and reader.is_dir) or (path.is_file() and path.suffix.lower() in reader.suffixes):
             return reader.name
     raise ValueError(
@@ -66,11 +64,11 @@ def read_records(path: str | Path, root: str | Path | None = None, fmt: str | No
     if not path.exists():
         raise FileNotFoundError(f"data file {path} does not exist")
     fmt = fmt or _detect_format(path)
-    if fmt not in _READERS:
+    if fmt not in READERS:
         raise ValueError(f"unknown data format {fmt!r} for {path}; known: {', '.join(list_formats())}")
     root_dir = Path(root) if root is not None else (path if path.is_dir() else path.parent)
     samples = []
-    for index, (where, row) in enumerate(_READERS[fmt].load_rows(path)):
+    for index, (where, row) in enumerate(READERS[fmt].load_rows(path)):
         try:
             samples.append(row_to_sample(row, index=index, root=root_dir, source=where))
         except (KeyError, TypeError, ValueError) as e:

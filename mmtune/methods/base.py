@@ -6,8 +6,8 @@
 - *posterior* methods act on finished weights (WiSE-FT, task arithmetic, TIES, DARE):
   ``apply(base_state_dict, tuned_state_dicts)``.
 
-A method is one module: a config dataclass (fields with ``help``, checks in ``__post_init__``)
-and a factory decorated with ``register_method``. Its spec uses the strategy syntax, so a
+A method is one module of this package (found there, no list to edit): a config dataclass
+(fields with ``help``, checks in ``__post_init__``) and a factory decorated with ``register_method``. Its spec uses the strategy syntax, so a
 training config writes ``methods: [replay(fraction=0.2), ewc(weight=100)]`` and a bench row
 ``full+ewc(weight=100)``.
 """
@@ -77,11 +77,8 @@ class MethodEntry:
                 for f in dataclasses.fields(self.config_cls)}
 
 
-METHODS: Registry[MethodEntry] = Registry(
-    "anti-forgetting method",
-    builtins=("mmtune.methods.replay", "mmtune.methods.l2sp", "mmtune.methods.ewc", "mmtune.methods.lwf",
-              "mmtune.methods.wise_ft", "mmtune.methods.merge"),
-)
+# Every module of mmtune.methods is imported on first use: a new method is one new module.
+METHODS: Registry[MethodEntry] = Registry("anti-forgetting method", builtins=("mmtune.methods.*",))
 
 
 def register_method(name: str, phase: str, description: str, config_cls: type, *,
