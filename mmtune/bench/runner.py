@@ -211,9 +211,10 @@ class Bench:
     def tuned_state_dict(self, rid: str) -> dict[str, Any]:
         """A finished run's weights as a plain model's state dict (PEFT updates merged in)."""
         from mmtune.recipes.sft import FINAL_DIR
-        from mmtune.strategies.checkpoint import load_tuned, merge_for_export
+        from mmtune.strategies.checkpoint import load_tuned, merge_for_export, tuned_strategy
 
-        return merge_for_export(load_tuned(self.weights_dir(rid) / FINAL_DIR).model).state_dict()
+        final = self.weights_dir(rid) / FINAL_DIR
+        return merge_for_export(load_tuned(final).model, tuned_strategy(final)).state_dict()
 
     def evaluate_weights(self, state_dict: dict[str, Any], refs: list[TaskRef], run: str) -> Scored:
         loaded = self.load_base()

@@ -42,6 +42,7 @@ from mmtune.recipes.divergence import DivergenceGuard
 from mmtune.recipes.trainer import SampleDataset, SFTTrainer, StepLossLog
 from mmtune.strategies import apply_strategy, optimizer_param_groups
 from mmtune.strategies.checkpoint import save_tuned
+from mmtune.strategies.registry import ResolvedStrategy, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +247,7 @@ def train_sft(
     processor: Any,
     samples: Sequence[Sample],
     *,
-    strategy: str,
+    strategy: str | ResolvedStrategy,
     output_dir: str | Path,
     training: TrainingConfig,
     resume: bool = False,
@@ -267,6 +268,7 @@ def train_sft(
     replay mixes ``seen_samples`` into the tuning set, EWC estimates its Fisher on them.
     """
     output_dir = Path(output_dir)
+    strategy = resolve(strategy)  # parsed once: applied, saved and recorded as this
     methods = train_time(resolve_methods([m.spec if isinstance(m, Method) else m for m in methods]))
     for method in methods:
         if method.entry.needs_seen_data and not seen_samples:
@@ -342,7 +344,7 @@ def train_sft(
             "peak_memory_mb": result.peak_memory_mb,
             "summary": summary.to_dict(),
         }
-        _save_final(trainer.model, processor, output_dir, summary.spec, meta)
+        _save_final(trainer.model, processor, output_dir, strategy, meta)
     trainer.accelerator.wait_for_everyone()
     return result
 
@@ -377,7 +379,8 @@ def _resume_checkpoint(output_dir: Path) -> Path | None:
     return checkpoint
 
 
-def _save_final(model: nn.Module, processor: Any, output_dir: Path, spec: str, meta: dict[str, Any]) -> None:
+def _save_final(model: nn.Module, processor: Any, output_dir: Path, spec: ResolvedStrategy,
+                meta: dict[str, Any]) -> None:
     """``save_tuned`` into ``.partial/final``, renamed to ``final`` once whole: a kill never leaves half a model."""
     staged = output_dir / STAGING_DIR / FINAL_DIR
     shutil.rmtree(staged, ignore_errors=True)

@@ -52,7 +52,8 @@ class AdapterConfig:
 
 
 @register_strategy(
-    "adapter", "additive", "bottleneck adapter after each decoder layer's MLP (Houlsby)", AdapterConfig
+    "adapter", "additive", "bottleneck adapter after each decoder layer's MLP (Houlsby)", AdapterConfig,
+    mergeable=False,
 )
 def adapter(model: nn.Module, groups: ModelGroups, cfg: AdapterConfig) -> nn.Module:
     # The adapter is a child of the decoder layer and runs as a forward hook on its MLP: base
@@ -134,6 +135,7 @@ class PromptConfig:
     "n learned soft-prompt vectors before the input (prompt tuning)",
     PromptConfig,
     uses_peft=True,
+    mergeable=False,
 )
 def prompt(model: nn.Module, groups: ModelGroups, cfg: PromptConfig) -> nn.Module:
     # PEFT's prompt tuning works end to end on LLaVA under transformers 5: it embeds input_ids

@@ -6,22 +6,21 @@ from torch import nn
 
 from mmtune.models.family import ModelGroups
 from mmtune.models.generic import unwrap
-from mmtune.strategies.registry import resolve
-from mmtune.strategies.spec import format_spec, parse_spec
+from mmtune.strategies.registry import ResolvedStrategy, resolve
 from mmtune.strategies.summary import StrategySummary
 
 
 def apply_strategy(
-    model: nn.Module, spec: str, groups: ModelGroups | None = None
+    model: nn.Module, spec: str | ResolvedStrategy, groups: ModelGroups | None = None
 ) -> tuple[nn.Module, StrategySummary]:
     """Prepare ``model`` for tuning with ``spec``; returns the (maybe PEFT-wrapped) model and a summary."""
-    parts = resolve(spec)  # validate everything before touching the model
+    strategy = resolve(spec)  # validate everything before touching the model
     if groups is None:
         from mmtune.models import resolve_groups
 
         groups = resolve_groups(unwrap(model))
     for p in model.parameters():
         p.requires_grad_(False)
-    for _, entry, cfg in parts:
+    for _, entry, cfg in strategy.parts:
         model = entry.apply(model, groups, cfg)
-    return model, StrategySummary.of(model, groups, format_spec(parse_spec(spec)))
+    return model, StrategySummary.of(model, groups, strategy.spec)

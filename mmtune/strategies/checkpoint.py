@@ -26,11 +26,8 @@ from torch import nn
 from mmtune.files import atomic_write_json
 from mmtune.models.generic import unwrap
 from mmtune.models.loading import LoadedModel, UntrustedPickleError, load_model, load_processor, trusted_pickles
-from mmtune.strategies.additive import BottleneckAdapter
 from mmtune.strategies.apply import apply_strategy
-from mmtune.strategies.llama_adapter import AdaptionPrompt
-from mmtune.strategies.registry import resolve
-from mmtune.strategies.spec import format_spec, parse_spec
+from mmtune.strategies.registry import ResolvedStrategy, resolve
 from mmtune.strategies.targets import plain_named_parameters
 
 MMTUNE_FILE = "mmtune.json"
@@ -44,7 +41,7 @@ class MissingWeightsError(FileNotFoundError):
 
 
 def save_tuned(
-    model: nn.Module, processor: Any, out_dir: str | Path, spec: str, meta: dict[str, Any]
+    model: nn.Module, processor: Any, out_dir: str | Path, spec: str | ResolvedStrategy, meta: dict[str, Any]
 ) -> Path:
     """Write a tuned model (layout chosen by the strategy, see module doc); returns ``out_dir``.
 
@@ -53,10 +50,11 @@ def save_tuned(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    canonical = format_spec(parse_spec(spec))
+    strategy = resolve(spec)
+    canonical = strategy.spec
     base = unwrap(model)
     base_path = _local_path(meta.get("base_model") or getattr(base, "name_or_path", ""))
-    full = all(entry.info.paradigm == "selective" for _, entry, _ in resolve(spec))
+    full = strategy.saves == "full"
     if full:
         base.save_pretrained(out, safe_serialization=True)
     else:
@@ -138,7 +136,7 @@ def load_tuned(path: str | Path, **load_kwargs: Any) -> LoadedModel:
         )
     spec = record["strategy"]
     base = load_model(record["base_model"], **load_kwargs)
-    model, _ = apply_strategy(base.model, spec, base.groups)
+    model, _ = apply_strategy(base.model, resolve(spec), base.groups)
     if isinstance(model, PeftModel):
         _load_adapter(model, path, spec, allow_pickle=load_kwargs.get("allow_pickle", False))
     expected = _extra_parameters(model)
@@ -215,24 +213,25 @@ def _load_extra(expected: dict[str, nn.Parameter], file: Path, spec: str) -> Non
         expected[name].data.copy_(t)
 
 
-def merge_for_export(model: nn.Module) -> nn.Module:
-    """Fold LoRA-family / IA3 updates into the base weights; returns a plain transformers model.
+def merge_for_export(model: nn.Module, strategy: str | ResolvedStrategy | None = None) -> nn.Module:
+    """Fold the updates of ``strategy`` (LoRA family, IA3, selective) into plain weights; returns a
+    plain transformers model. ``strategy=None`` is a plain checkpoint, returned as it is.
 
-    Hand-written adapters and soft prompts add computation no plain weight can express, so they
-    are refused with an error instead of being silently dropped.
+    Strategies registered as not mergeable (adapters, soft prompts: they add computation no plain
+    weight can express) are refused with an error instead of being silently dropped.
     """
-    added = {type(m).__name__ for m in model.modules() if isinstance(m, (BottleneckAdapter, AdaptionPrompt))}
-    if added:
-        raise ValueError(
-            f"merge_for_export: {', '.join(sorted(added))} modules add computation a plain transformers "
-            "checkpoint cannot express; keep the mmtune checkpoint (save_tuned / load_tuned) for this strategy"
-        )
-    if not isinstance(model, PeftModel):
+    if strategy is None:
         return model
-    config = model.peft_config[model.active_adapter]
-    if config.is_prompt_learning:
+    strategy = resolve(strategy)
+    if not strategy.mergeable:
         raise ValueError(
-            f"merge_for_export: {config.peft_type.value} adds virtual tokens, not weight updates, so it "
-            "cannot be merged; keep the mmtune checkpoint (save_tuned / load_tuned) for this strategy"
+            f"merge_for_export: {', '.join(strategy.unmergeable())} of strategy {strategy.spec!r} adds computation "
+            "a plain transformers checkpoint cannot express; keep the mmtune checkpoint (save_tuned / load_tuned)"
         )
-    return model.merge_and_unload()
+    return model.merge_and_unload() if isinstance(model, PeftModel) else model
+
+
+def tuned_strategy(path: str | Path) -> str | None:
+    """The strategy a checkpoint dir was tuned with (None for a plain transformers checkpoint)."""
+    record = read_mmtune_record(path)
+    return record.get("strategy") if record else None

@@ -76,6 +76,7 @@ class LlamaAdapterConfig:
     "additive",
     "zero-gated adaption prompts in the top layers' attention (LLaMA-Adapter)",
     LlamaAdapterConfig,
+    mergeable=False,
 )
 def llama_adapter(model: nn.Module, groups: ModelGroups, cfg: LlamaAdapterConfig) -> nn.Module:
     base = unwrap(model)

@@ -92,7 +92,7 @@ def test_merge_for_export_matches_unmerged(llava, spec):
     _perturb(model)
     inputs = llava.inputs()
     expected = _logits(model, inputs)
-    merged = merge_for_export(model)
+    merged = merge_for_export(model, spec)
     assert type(merged).__name__ == "LlavaForConditionalGeneration"
     assert not any("lora_" in n or "base_layer" in n for n, _ in merged.named_parameters())
     torch.testing.assert_close(_logits(merged, inputs), expected, atol=1e-5, rtol=0)
@@ -104,7 +104,7 @@ def test_merged_export_saves_as_plain_checkpoint(base_dir, tmp_path):
     _perturb(model)
     inputs = _inputs(base.processor)
     expected = _logits(model, inputs)
-    merged = merge_for_export(model)
+    merged = merge_for_export(model, "lora(r=4)")
     merged.save_pretrained(tmp_path / "export")
     base.processor.save_pretrained(tmp_path / "export")
     torch.testing.assert_close(
@@ -115,12 +115,12 @@ def test_merged_export_saves_as_plain_checkpoint(base_dir, tmp_path):
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("adapter(bottleneck=4)", "BottleneckAdapter modules"),
-        ("llama_adapter(n=2, layers=1)", "AdaptionPrompt modules"),
-        ("prompt(n=2)", "PROMPT_TUNING"),
+        ("adapter(bottleneck=4)", r"adapter\(bottleneck=4\) of strategy 'adapter\(bottleneck=4\)' adds computation"),
+        ("llama_adapter(n=2, layers=1)", r"llama_adapter\(n=2, layers=1\) of strategy .* adds computation"),
+        ("last+prompt(n=2)", r"prompt\(n=2\) of strategy 'last\+prompt\(n=2\)' adds computation"),
     ],
 )
 def test_merge_refuses_unmergeable_strategies(llava, spec, message):
     model, _ = apply_strategy(llava.model, spec, llava.groups)
     with pytest.raises(ValueError, match=message):
-        merge_for_export(model)
+        merge_for_export(model, spec)

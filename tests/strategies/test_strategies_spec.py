@@ -97,8 +97,16 @@ def test_single_list_item_becomes_tuple():
 
 
 def test_resolve_orders_attachers_before_selections():
-    assert [s.name for s, _, _ in resolve("projector+top(k=1)+lora")] == ["lora", "projector", "top"]
-    assert [s.name for s, _, _ in resolve("last+adapter+ia3")] == ["ia3", "adapter", "last"]
+    assert [s.name for s, _, _ in resolve("projector+top(k=1)+lora").parts] == ["lora", "projector", "top"]
+    assert [s.name for s, _, _ in resolve("last+adapter+ia3").parts] == ["ia3", "adapter", "last"]
+
+
+def test_resolved_strategy_declares_how_it_saves_and_merges():
+    resolved = resolve("top(k=1)+projector")
+    assert (resolved.spec, resolved.saves, resolved.mergeable) == ("top(k=1)+projector", "full", True)
+    assert resolve(resolved) is resolved  # resolved once, passed on as it is
+    assert (resolve("lora(r=4)+projector").saves, resolve("lora(r=4)+projector").mergeable) == ("delta", True)
+    assert resolve("last+adapter").unmergeable() == ["adapter"]
 
 
 def test_list_strategies_covers_the_three_paradigms():
