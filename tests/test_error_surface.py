@@ -125,8 +125,8 @@ def _rng_state_with(checkpoint, extra):
 
 
 def test_refused_resume_pickle_names_the_file_and_the_flag(trained_run, capsys):
-    from fractions import Fraction
     import shutil
+    from fractions import Fraction
 
     config, checkpoint = trained_run
     saved = checkpoint.parent / "rng_state.saved"

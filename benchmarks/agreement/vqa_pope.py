@@ -256,7 +256,8 @@ def compare_vqa(samples, refs, show: int) -> dict:
     pairs = [("vqa_eval", "vqaEval.py"), ("lmms_eval_vqav2", "lmms-eval vqav2"), ("evalai", "lmms-eval textvqa"),
              ("evalai", "lmms-eval ok_vqa"), ("evalai", "LLaVA m4c TextVQA")]
     rule_sets_differ = sum(len({round(v[i], 9) for v in scored.values()}) > 1 for i in range(len(preds)))
-    out = {"samples": len(preds), "samples_where_the_rule_sets_differ": rule_sets_differ, "agreement_%": {f"mmtune {ours} vs {ref}": _agreement(scored[ours], reference[ref])
+    out = {"samples": len(preds), "samples_where_the_rule_sets_differ": rule_sets_differ,
+           "agreement_%": {f"mmtune {ours} vs {ref}": _agreement(scored[ours], reference[ref])
                                                   for ours, ref in pairs}}
     raw = [i for i, (style, _, _) in enumerate(samples) if style == "raw"]
     out["mean_accuracy_raw_answer_sets"] = {name: round(100 * statistics.mean(v[i] for i in raw), 2)

@@ -7,7 +7,8 @@
   ``apply(base_state_dict, tuned_state_dicts)``.
 
 A method is one module of this package (found there, no list to edit): a config dataclass
-(fields with ``help``, checks in ``__post_init__``) and a factory decorated with ``register_method``. Its spec uses the strategy syntax, so a
+(fields with ``help``, checks in ``__post_init__``) and a factory decorated with ``register_method``.
+Its spec uses the strategy syntax, so a
 training config writes ``methods: [replay(fraction=0.2), ewc(weight=100)]`` and a bench row
 ``full+ewc(weight=100)``.
 """

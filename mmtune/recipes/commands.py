@@ -76,8 +76,8 @@ def _train(args: argparse.Namespace) -> int:
 def _pretrain(args: argparse.Namespace) -> int:
     from mmtune.eval.runner import evaluate, results_table
     from mmtune.eval.task import get_task
-    from mmtune.recipes.pretrain import ensure_base_model
     from mmtune.models import load_model
+    from mmtune.recipes.pretrain import ensure_base_model
     from mmtune.world.tasks import WORLD_TASKS
 
     path = ensure_base_model(args.preset, args.seed, force=args.force, projector=args.projector)

@@ -28,6 +28,7 @@ from transformers import (
     set_seed,
 )
 from transformers.trainer import TRAINING_ARGS_NAME
+
 from mmtune.config import ConfigError, to_dict
 from mmtune.data.collate import SFTCollator
 from mmtune.data.mixing import DataSourceConfig, load_sources, mix_sources

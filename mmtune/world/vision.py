@@ -199,7 +199,7 @@ def _colour_fit_set(vision_tower: nn.Module, layer: nn.Module, content: int) -> 
     hidden = vision_tower.pre_layrnorm(vision_tower.embeddings(pixels.to(vision_tower.embeddings.patch_embedding.weight.dtype)))
     inputs = layer.layer_norm2(hidden)[:, 1:, :content].double().numpy()
     features = np.concatenate([inputs[i, p] for i, p in enumerate(patches)])
-    return features, np.concatenate([np.asarray(l) for l in labels])
+    return features, np.concatenate([np.asarray(label) for label in labels])
 
 
 def _fit_colour_units(features: np.ndarray, labels: np.ndarray, n_colours: int) -> tuple[np.ndarray, np.ndarray]:

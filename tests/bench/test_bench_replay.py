@@ -1,8 +1,8 @@
 """Replay mixing: the right share of seen samples, deterministic per seed."""
 import pytest
 
-from mmtune.methods.replay import replay_count, with_replay
 from mmtune.data.sample import Sample, assistant_turn, user_turn
+from mmtune.methods.replay import replay_count, with_replay
 
 
 def _samples(prefix, n):

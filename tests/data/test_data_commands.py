@@ -19,7 +19,8 @@ def _run(argv: list[str]) -> int:
 
 
 def _record(rid: str, image: str) -> dict:
-    return {"id": rid, "image": image, "conversations": [{"from": "human", "value": "<image>\nWhat color?"}, {"from": "gpt", "value": "red"}]}
+    return {"id": rid, "image": image,
+            "conversations": [{"from": "human", "value": "<image>\nWhat color?"}, {"from": "gpt", "value": "red"}]}
 
 
 @pytest.fixture

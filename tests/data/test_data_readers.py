@@ -141,7 +141,8 @@ def test_hf_dataset_saved_to_disk(tmp_path):
         {
             "id": datasets.Value("string"),
             "images": datasets.Sequence(datasets.Image()),
-            "messages": [{"role": datasets.Value("string"), "content": [{"type": datasets.Value("string"), "text": datasets.Value("string")}]}],
+            "messages": [{"role": datasets.Value("string"),
+                          "content": [{"type": datasets.Value("string"), "text": datasets.Value("string")}]}],
         }
     )
     datasets.Dataset.from_dict(_chat_rows(tmp_path), features=features).save_to_disk(str(tmp_path / "ds"))

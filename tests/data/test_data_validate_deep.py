@@ -9,8 +9,7 @@ import json
 import pytest
 from PIL import Image
 
-from mmtune.data import collate
-from mmtune.data import commands
+from mmtune.data import collate, commands
 from mmtune.data import validate as v
 from mmtune.data.readers import read_records
 from mmtune.data.sample import Sample, assistant_turn, user_turn

@@ -124,10 +124,9 @@ def test_two_processes_share_one_cache_without_duplicates(tmp_path):
 
 
 def _evaluate_into(out: str, barrier, queue) -> None:
-    from tests.eval.test_eval_runner import _task
-
     from mmtune.eval.runner import evaluate
     from mmtune.models.tiny import build_tiny
+    from tests.eval.test_eval_runner import _task
 
     model, processor = build_tiny("llava", seed=0)
     barrier.wait()

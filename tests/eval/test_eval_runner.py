@@ -79,7 +79,8 @@ def test_resume_after_crash_recomputes_nothing_finished(tiny, tmp_path, monkeypa
     assert counter.calls == 2
     assert resumed["toy"]["counts"] == {"samples": 10, "generated": 4, "cached": 6}
     assert resumed["toy"]["scores"] == reference["toy"]["scores"]
-    answers = lambda d: {r["id"]: r["raw"] for r in read_jsonl(d / "toy.samples.jsonl")}
+    def answers(d):
+        return {r["id"]: r["raw"] for r in read_jsonl(d / "toy.samples.jsonl")}
     assert answers(tmp_path / "run") == answers(tmp_path / "full")
 
 

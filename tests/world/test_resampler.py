@@ -13,15 +13,15 @@ from transformers import (
 
 from mmtune.data.collate import SFTCollator
 from mmtune.models import load_model, resolve_groups
-from mmtune.recipes import pretrain as pretrain_recipe
-from mmtune.strategies import apply_strategy
-from mmtune.world.model import build_base_model, tiny_model_config
 from mmtune.models.resampler import (
     MODEL_TYPE,
     ResamplerProjector,
     WorldLlavaConfig,
     WorldLlavaForConditionalGeneration,
 )
+from mmtune.recipes import pretrain as pretrain_recipe
+from mmtune.strategies import apply_strategy
+from mmtune.world.model import build_base_model, tiny_model_config
 from mmtune.world.tasks import get_world_task
 from mmtune.world.tokenizer import world_processor
 

@@ -5,8 +5,8 @@ import io
 import numpy as np
 import pytest
 
-from mmtune.world.language import PLURALS
 from mmtune.eval.tasks.kinds import TASK_KINDS
+from mmtune.world.language import PLURALS
 from mmtune.world.tasks import SPLITS, WORLD_TASKS, downstream_tasks, seen_tasks, text_only_instructions
 from mmtune.world.tokenizer import world_tokenizer
 

@@ -163,7 +163,8 @@ def grounding_task(name: str, samples: list[Sample], *, chance: float, seen: boo
         return grounding_scores([p.parsed.answer for p in predictions], [p.sample.meta["box"] for p in predictions])
 
     return _task(name, samples, chance=chance, seen=seen, metric="acc@0.5", max_new_tokens=32,
-                 reference=f"IoU >= 0.5 with the box read as {box_format} (metrics/grounding.py)", parse=parse, score=score, aggregate=aggregate, **kw)
+                 reference=f"IoU >= 0.5 with the box read as {box_format} (metrics/grounding.py)",
+                 parse=parse, score=score, aggregate=aggregate, **kw)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,14 @@ from __future__ import annotations
 import random
 
 from mmtune.world.language import (
-    EDGES, LETTERS, MC_INSTRUCTION, PLURALS, RELATIONS, SHORT_ANSWER, TEMPLATES, YES_NO,
+    EDGES,
+    LETTERS,
+    MC_INSTRUCTION,
+    PLURALS,
+    RELATIONS,
+    SHORT_ANSWER,
+    TEMPLATES,
+    YES_NO,
 )
 from mmtune.world.scenes import IMAGE_SIZE, SHAPES, sample_scene
 from mmtune.world.tasks import Item, WorldTask, register_world_task

@@ -6,7 +6,12 @@ import random
 from collections import Counter
 
 from mmtune.world.language import (
-    COLOUR_SYNONYMS, SHAPE_SYNONYMS, SHORT_ANSWER, SIDES, TEMPLATES, YES_NO,
+    COLOUR_SYNONYMS,
+    SHAPE_SYNONYMS,
+    SHORT_ANSWER,
+    SIDES,
+    TEMPLATES,
+    YES_NO,
 )
 from mmtune.world.scenes import COLOURS, IMAGE_SIZE, SHAPE_WEIGHTS, SHAPES, WORDS, Scene, SceneObject, sample_scene
 from mmtune.world.tasks import Item, WorldTask, register_world_task

@@ -7,7 +7,6 @@ import random
 from mmtune.world.language import PLURALS, SHORT_ANSWER, TEMPLATES, TEXT_CATEGORIES, YES_NO
 from mmtune.world.scenes import COLOURS, SHAPES, WORDS
 
-
 KINDS = ("yes_no", "contains", "count", "repeat", "pick")
 
 
