@@ -15,6 +15,7 @@ training config writes ``methods: [replay(fraction=0.2), ewc(weight=100)]`` and 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -152,6 +153,15 @@ def list_methods() -> list[MethodEntry]:
     """Every registered method, by phase (data, loss, posterior) then name."""
     order = list(PHASES)
     return sorted(METHODS.values(), key=lambda e: (order.index(e.phase), e.name))
+
+
+def check_number(name: str, value: Any, *, low: float = -math.inf, high: float = math.inf) -> None:
+    """Refuse a method argument that is not a finite number in ``[low, high]``, naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        bounds = f" in [{low:g}, {high:g}]" if math.isfinite(low) and math.isfinite(high) else \
+            f" >= {low:g}" if math.isfinite(low) else ""
+        raise ValueError(f"{name} must be a finite number{bounds}, got {value!r}")
 
 
 def trainable_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -7,14 +7,13 @@ diagonal approximation; with no seen data there is nothing to protect and EWC re
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from mmtune.methods.base import LossContext, register_method, trainable_snapshot
+from mmtune.methods.base import LossContext, check_number, register_method, trainable_snapshot
 
 
 @dataclass
@@ -23,8 +22,7 @@ class EWCConfig:
     batches: int = field(default=8, metadata={"help": "seen-data batches that estimate the Fisher diagonal"})
 
     def __post_init__(self) -> None:
-        if not isinstance(self.weight, (int, float)) or not math.isfinite(self.weight) or self.weight < 0:
-            raise ValueError(f"weight must be a finite number >= 0, got {self.weight!r}")
+        check_number("weight", self.weight, low=0)
         if not isinstance(self.batches, int) or isinstance(self.batches, bool) or self.batches < 1:
             raise ValueError(f"batches must be a positive integer, got {self.batches!r}")
 

@@ -2,14 +2,13 @@
 their values before tuning, ``weight * sum_i (w_i - w0_i)^2``."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from mmtune.methods.base import LossContext, register_method, trainable_snapshot
+from mmtune.methods.base import LossContext, check_number, register_method, trainable_snapshot
 
 
 @dataclass
@@ -17,8 +16,7 @@ class L2SPConfig:
     weight: float = field(default=0.01, metadata={"help": "weight of ||w - w_init||^2 over the trainable weights"})
 
     def __post_init__(self) -> None:
-        if not isinstance(self.weight, (int, float)) or not math.isfinite(self.weight) or self.weight < 0:
-            raise ValueError(f"weight must be a finite number >= 0, got {self.weight!r}")
+        check_number("weight", self.weight, low=0)
 
 
 class L2SP:

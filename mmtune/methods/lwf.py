@@ -10,7 +10,6 @@ second copy), else from a frozen copy made before step 0 (twice the weights in m
 from __future__ import annotations
 
 import copy
-import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmtune.methods.base import LossContext, register_method
+from mmtune.methods.base import LossContext, check_number, register_method
 
 
 @dataclass
@@ -28,10 +27,8 @@ class LwFConfig:
     temperature: float = field(default=2.0, metadata={"help": "softmax temperature T of both distributions"})
 
     def __post_init__(self) -> None:
-        for name in ("weight", "temperature"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        check_number("weight", self.weight, low=0)
+        check_number("temperature", self.temperature, low=0)
         if self.temperature == 0:
             raise ValueError("temperature must be > 0")
 

@@ -3,11 +3,10 @@ run of a row to the base, by task arithmetic (Ilharco et al., 2023), TIES (Yadav
 DARE (Yu et al., 2024); one merged model is then scored on every target."""
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mmtune.methods.base import StateDict, register_method
+from mmtune.methods.base import StateDict, check_number, register_method
 
 MERGE_RULES = ("task_arithmetic", "ties", "dare")
 
@@ -23,8 +22,7 @@ class MergeConfig:
     def __post_init__(self) -> None:
         if self.method not in MERGE_RULES:
             raise ValueError(f"method {self.method!r} is unknown; use one of {', '.join(MERGE_RULES)}")
-        if not isinstance(self.scale, (int, float)) or not math.isfinite(self.scale):
-            raise ValueError(f"scale must be a finite number, got {self.scale!r}")
+        check_number("scale", self.scale)
         if self.density is not None and (self.method == "task_arithmetic" or not 0 < self.density <= 1):
             raise ValueError(f"density {self.density!r}: give it to ties or dare only, in (0, 1]")
 

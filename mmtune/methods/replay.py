@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mmtune.data.sample import Sample
-from mmtune.methods.base import register_method
+from mmtune.methods.base import check_number, register_method
 
 
 def replay_count(n_target: int, fraction: float) -> int:
@@ -48,8 +48,7 @@ class ReplayConfig:
     fraction: float = field(default=0.2, metadata={"help": "share of the tuning set that is seen-task data, in [0, 1)"})
 
     def __post_init__(self) -> None:
-        if not isinstance(self.fraction, (int, float)) or isinstance(self.fraction, bool):
-            raise TypeError(f"fraction must be a number, got {self.fraction!r}")
+        check_number("fraction", self.fraction)
         replay_count(1, self.fraction)  # the range check, with its message
 
 

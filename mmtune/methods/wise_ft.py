@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mmtune.methods.base import StateDict, register_method
+from mmtune.methods.base import StateDict, check_number, register_method
 
 
 @dataclass
@@ -13,8 +13,7 @@ class WiseFTConfig:
     alpha: float = field(default=0.5, metadata={"help": "weight of the tuned model: 0 = the base, 1 = the tuned run"})
 
     def __post_init__(self) -> None:
-        if not isinstance(self.alpha, (int, float)) or not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must lie in [0, 1], got {self.alpha!r}")
+        check_number("alpha", self.alpha, low=0.0, high=1.0)
 
 
 @dataclass(frozen=True)
