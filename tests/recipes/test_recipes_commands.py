@@ -15,7 +15,7 @@ def _write_config(tmp_path, model_dir: str = "m", strategy: str = "projector", e
 def test_unknown_config_key_lists_valid_keys(tmp_path, capsys):
     assert main(["train", _write_config(tmp_path, extra="training: {lrr: 1}\n")]) == 2
     err = capsys.readouterr().err
-    assert "training.lrr" in err and "grad_accum" in err and "l2sp" in err
+    assert "training.lrr" in err and "grad_accum" in err and "divergence_factor" in err
 
 
 def test_missing_model_key_is_named(tmp_path, capsys):
