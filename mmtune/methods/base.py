@@ -164,6 +164,50 @@ def check_number(name: str, value: Any, *, low: float = -math.inf, high: float =
         raise ValueError(f"{name} must be a finite number{bounds}, got {value!r}")
 
 
+def gradient_importance(model: nn.Module, batches: Iterator[dict[str, torch.Tensor]], max_batches: int, *,
+                        objective: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor],
+                        statistic: Callable[[torch.Tensor], torch.Tensor], method: str) -> dict[str, torch.Tensor]:
+    """Per trainable parameter, the mean over up to ``max_batches`` batches of ``statistic`` (e.g. the
+    square) of the gradient of ``objective(outputs, batch)``: how much the seen data needs each
+    weight. The model is in eval mode meanwhile (no dropout) and keeps no gradient afterwards."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    total = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params.items()}
+    was_training, n_batches = model.training, 0
+    model.eval()
+    try:
+        for batch in batches:
+            if n_batches == max_batches:
+                break
+            model.zero_grad(set_to_none=True)
+            objective(model(**batch), batch).backward()
+            for n, p in params.items():
+                if p.grad is not None:
+                    total[n] += statistic(p.grad.detach().float())
+            n_batches += 1
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    if not n_batches:
+        raise ValueError(f"{method} needs seen-task data to weigh the parameters; give seen data "
+                         "(seen_data: in a train config; the bench passes its seen sets)")
+    return {n: t / n_batches for n, t in total.items()}
+
+
+class WeightedAnchor:
+    """A loss term ``scale * sum_i omega_i (w_i - w0_i)^2``: a pull toward the weights before
+    tuning, each weight by its importance ``omega`` (set up by the method that estimates it)."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = float(scale)
+        self.anchors: dict[str, torch.Tensor] = {}
+        self.importance: dict[str, torch.Tensor] = {}
+
+    def penalty(self, model: nn.Module, inputs: dict[str, Any], outputs: Any) -> torch.Tensor:
+        total = sum((self.importance[n] * (p - self.anchors[n]).pow(2)).sum()
+                    for n, p in model.named_parameters() if n in self.anchors)
+        return self.scale * total
+
+
 def trainable_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     """A detached copy of every trainable parameter, the anchor L2-SP and EWC pull towards."""
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
