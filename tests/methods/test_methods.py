@@ -15,8 +15,9 @@ from mmtune.methods.weights import merge_task_vectors, task_vector, wise_ft
 
 def test_every_method_declares_its_phase_and_lists_by_phase():
     listed = [(e.phase, e.name) for e in list_methods()]
-    assert listed == [("data", "replay"), ("loss", "ewc"), ("loss", "l2sp"), ("loss", "lwf"),
-                      ("posterior", "merge"), ("posterior", "wise_ft")]
+    assert listed == sorted(listed, key=lambda x: (["data", "loss", "posterior"].index(x[0]), x[1]))
+    assert {("data", "replay"), ("loss", "ewc"), ("loss", "l2sp"), ("loss", "lwf"), ("posterior", "merge"),
+            ("posterior", "wise_ft")} <= set(listed)
     assert METHODS["replay"].needs_seen_data and METHODS["ewc"].needs_seen_data
     assert not METHODS["l2sp"].needs_seen_data
 
@@ -29,7 +30,7 @@ def test_resolve_parses_the_strategy_syntax_and_fills_defaults():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("ewk", r"unknown anti-forgetting method 'ewk'; known: ewc, l2sp, lwf, merge, replay, wise_ft"),
+    ("ewk", r"unknown anti-forgetting method 'ewk'; known: ewc, .*l2sp, lwf, .*replay, wise_ft"),
     ("ewc(lam=3)", r"method 'ewc\(lam=3\)': unknown argument\(s\) lam; valid: weight \(lambda"),
     ("replay(fraction=1.0)", r"method 'replay\(fraction=1.0\)': replay fraction must lie in \[0, 1\)"),
     ("l2sp+l2sp(weight=1)", r"l2sp given more than once"),
