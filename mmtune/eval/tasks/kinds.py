@@ -73,7 +73,8 @@ def _cider_aggregate(predictions: list[Prediction]) -> dict[str, float]:
 def caption_task(name: str, samples: list[Sample], *, chance: float, seen: bool, **kw: Any) -> Task:
     """CIDEr-D over the set against ``meta["captions"]``; no per-sample score."""
     return _task(name, samples, chance=chance, seen=seen, metric="cider", max_new_tokens=32,
-                 reference="pycocoevalcap cider/cider.py (CIDEr-D), captions tokenized by metrics/caption.py",
+                 reference="pycocoevalcap cider/cider.py (CIDEr-D); captions tokenized by metrics/caption.py, which follows "
+                           "pycocoevalcap's PTBTokenizer (CoreNLP 3.4.1) without Java",
                  score=lambda p, s: None, aggregate=_cider_aggregate, **kw)
 
 
