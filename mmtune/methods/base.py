@@ -155,8 +155,12 @@ def list_methods() -> list[MethodEntry]:
     return sorted(METHODS.values(), key=lambda e: (order.index(e.phase), e.name))
 
 
-def check_number(name: str, value: Any, *, low: float = -math.inf, high: float = math.inf) -> None:
-    """Refuse a method argument that is not a finite number in ``[low, high]``, naming it."""
+def check_number(name: str, value: Any, *, low: float = -math.inf, high: float = math.inf,
+                 integer: bool = False) -> None:
+    """Refuse a method argument that is not a finite number (an integer if ``integer``) in
+    ``[low, high]``, naming it."""
+    if integer and not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or not low <= value <= high:
         bounds = f" in [{low:g}, {high:g}]" if math.isfinite(low) and math.isfinite(high) else \

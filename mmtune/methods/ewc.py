@@ -29,8 +29,7 @@ class EWCConfig:
 
     def __post_init__(self) -> None:
         check_number("weight", self.weight, low=0)
-        if not isinstance(self.batches, int) or isinstance(self.batches, bool) or self.batches < 1:
-            raise ValueError(f"batches must be a positive integer, got {self.batches!r}")
+        check_number("batches", self.batches, low=1, integer=True)
 
 
 def diagonal_fisher(model: nn.Module, batches, max_batches: int) -> dict[str, torch.Tensor]:

@@ -27,8 +27,7 @@ class MASConfig:
 
     def __post_init__(self) -> None:
         check_number("weight", self.weight, low=0)
-        if not isinstance(self.batches, int) or isinstance(self.batches, bool) or self.batches < 1:
-            raise ValueError(f"batches must be a positive integer, got {self.batches!r}")
+        check_number("batches", self.batches, low=1, integer=True)
 
 
 def output_norm(outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
