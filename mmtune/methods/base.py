@@ -199,12 +199,19 @@ def gradient_importance(model: nn.Module, batches: Iterator[dict[str, torch.Tens
 
 class WeightedAnchor:
     """A loss term ``scale * sum_i omega_i (w_i - w0_i)^2``: a pull toward the weights before
-    tuning, each weight by its importance ``omega`` (set up by the method that estimates it)."""
+    tuning, each weight by its importance ``omega``, which a subclass estimates in ``estimate``."""
 
     def __init__(self, scale: float) -> None:
         self.scale = float(scale)
         self.anchors: dict[str, torch.Tensor] = {}
         self.importance: dict[str, torch.Tensor] = {}
+
+    def estimate(self, context: LossContext) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def setup(self, context: LossContext) -> None:
+        self.anchors = trainable_snapshot(context.model)
+        self.importance = self.estimate(context)
 
     def penalty(self, model: nn.Module, inputs: dict[str, Any], outputs: Any) -> torch.Tensor:
         total = sum((self.importance[n] * (p - self.anchors[n]).pow(2)).sum()

@@ -18,7 +18,6 @@ from mmtune.methods.base import (
     check_number,
     gradient_importance,
     register_method,
-    trainable_snapshot,
 )
 
 
@@ -47,9 +46,8 @@ class EWC(WeightedAnchor):
     def fisher(self) -> dict[str, torch.Tensor]:
         return self.importance
 
-    def setup(self, context: LossContext) -> None:
-        self.anchors = trainable_snapshot(context.model)
-        self.importance = diagonal_fisher(context.model, context.seen_batches(), self.batches)
+    def estimate(self, context: LossContext) -> dict[str, torch.Tensor]:
+        return diagonal_fisher(context.model, context.seen_batches(), self.batches)
 
 
 @register_method("ewc", "loss", "Fisher-weighted pull towards the base weights, Fisher on seen data (EWC)",

@@ -16,7 +16,6 @@ from mmtune.methods.base import (
     check_number,
     gradient_importance,
     register_method,
-    trainable_snapshot,
 )
 
 
@@ -41,10 +40,9 @@ class MAS(WeightedAnchor):
         super().__init__(weight)
         self.batches = batches
 
-    def setup(self, context: LossContext) -> None:
-        self.anchors = trainable_snapshot(context.model)
-        self.importance = gradient_importance(context.model, context.seen_batches(), self.batches,
-                                              objective=output_norm, statistic=torch.abs, method="mas")
+    def estimate(self, context: LossContext) -> dict[str, torch.Tensor]:
+        return gradient_importance(context.model, context.seen_batches(), self.batches,
+                                   objective=output_norm, statistic=torch.abs, method="mas")
 
 
 @register_method("mas", "loss", "pull towards the base weights by output sensitivity on seen inputs (MAS)",
