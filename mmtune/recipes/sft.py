@@ -271,6 +271,10 @@ def train_sft(
     output_dir = Path(output_dir)
     strategy = resolve(strategy)  # parsed once: applied, saved and recorded as this
     methods = train_time(resolve_methods([m.spec if isinstance(m, Method) else m for m in methods]))
+    if seen_samples and any(m.entry.needs_seen_data and m.phase == "loss" for m in methods):
+        # EWC / MAS read seen data directly: checked before step 0 like the training data (replay's
+        # samples are checked as part of the training set)
+        seen_samples = _checked_samples(seen_samples, processor, training.max_length, skip_invalid, max_pixels)
     for method in methods:
         if method.entry.needs_seen_data and not seen_samples:
             raise ValueError(f"method {method.label}: needs seen-task samples (seen_samples / seen_data)")
