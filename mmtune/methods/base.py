@@ -1,16 +1,15 @@
 """Anti-forgetting methods as one concept: each is a registered entry that declares its phase.
 
 - *data* methods change what is trained on (replay of seen data): ``apply(samples, seen, seed)``;
-- *loss* methods add a term to the training objective (L2-SP, EWC, LwF): a ``LossTerm`` set up
+- *loss* methods add a term to the training objective (L2-SP, EWC, MAS, LwF): a ``LossTerm`` set up
   once before step 0 and asked for its penalty at every step;
 - *posterior* methods act on finished weights (WiSE-FT, task arithmetic, TIES, DARE):
   ``apply(base_state_dict, tuned_state_dicts)``.
 
 A method is one module of this package (found there, no list to edit): a config dataclass
 (fields with ``help``, checks in ``__post_init__``) and a factory decorated with ``register_method``.
-Its spec uses the strategy syntax, so a
-training config writes ``methods: [replay(fraction=0.2), ewc(weight=100)]`` and a bench row
-``full+ewc(weight=100)``.
+Its spec uses the strategy syntax, so a training config writes
+``methods: [replay(fraction=0.2), ewc(weight=100)]`` and a bench row ``full+ewc(weight=100)``.
 """
 from __future__ import annotations
 
