@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -194,6 +194,19 @@ def gradient_importance(model: nn.Module, batches: Iterator[dict[str, torch.Tens
         raise ValueError(f"{method} needs seen-task data to weigh the parameters; give seen data "
                          "(seen_data: in a train config; the bench passes its seen sets)")
     return {n: t / n_batches for n, t in total.items()}
+
+
+@dataclass
+class AnchorConfig:
+    """Arguments of an importance-weighted pull (EWC, MAS); a method subclasses it for its own
+    defaults and help."""
+
+    weight: float = field(default=1.0, metadata={"help": "lambda: strength of the importance-weighted pull"})
+    batches: int = field(default=8, metadata={"help": "seen-data batches that estimate the importance"})
+
+    def __post_init__(self) -> None:
+        check_number("weight", self.weight, low=0)
+        check_number("batches", self.batches, low=1, integer=True)
 
 
 class WeightedAnchor:

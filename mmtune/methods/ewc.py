@@ -13,22 +13,18 @@ import torch
 from torch import nn
 
 from mmtune.methods.base import (
+    AnchorConfig,
     LossContext,
     WeightedAnchor,
-    check_number,
     gradient_importance,
     register_method,
 )
 
 
 @dataclass
-class EWCConfig:
+class EWCConfig(AnchorConfig):
     weight: float = field(default=100.0, metadata={"help": "lambda: strength of the Fisher-weighted pull"})
     batches: int = field(default=8, metadata={"help": "seen-data batches that estimate the Fisher diagonal"})
-
-    def __post_init__(self) -> None:
-        check_number("weight", self.weight, low=0)
-        check_number("batches", self.batches, low=1, integer=True)
 
 
 def diagonal_fisher(model: nn.Module, batches, max_batches: int) -> dict[str, torch.Tensor]:

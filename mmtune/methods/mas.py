@@ -5,28 +5,23 @@ seen-task inputs. The output here is the logits at the positions the SFT loss tr
 squared norm averaged over those positions and taken per batch (the paper takes it per sample)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from mmtune.methods.base import (
+    AnchorConfig,
     LossContext,
     WeightedAnchor,
-    check_number,
     gradient_importance,
     register_method,
 )
 
 
 @dataclass
-class MASConfig:
-    weight: float = field(default=1.0, metadata={"help": "lambda: strength of the importance-weighted pull"})
-    batches: int = field(default=8, metadata={"help": "seen-data batches that estimate the importance"})
-
-    def __post_init__(self) -> None:
-        check_number("weight", self.weight, low=0)
-        check_number("batches", self.batches, low=1, integer=True)
+class MASConfig(AnchorConfig):
+    """MAS's defaults are AnchorConfig's."""
 
 
 def output_norm(outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
