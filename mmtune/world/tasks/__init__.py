@@ -5,7 +5,9 @@ Splits never share an image: every scene is assigned to one split by its fingerp
 """
 from __future__ import annotations
 
+import itertools
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -42,21 +44,23 @@ class WorldTask:
     description: str
     make: Maker
 
-    def samples(self, split: str, n: int, seed: int = 0) -> list[Sample]:
-        """``n`` samples of ``split``; the same (split, n, seed) always gives the same samples."""
+    def scenes(self, split: str, seed: int = 0) -> Iterator[tuple[str, Scene, list[Item]]]:
+        """``(image_id, scene, items)`` of ``split`` in the order ``samples`` uses them, without end:
+        what builds on the exact scene (preference pairs) reads the scenes behind the samples."""
         if split not in _BUCKETS:
             raise ValueError(f"world task {self.name!r}: unknown split {split!r}; use one of {SPLITS}")
+        for i in itertools.count():
+            made = self.make(random.Random(f"{self.name}|{split}|{seed}|{i}"))
+            if made is not None and _split_of(made[0]) == split:
+                yield f"{self.name}-{split}-{seed}-{i}", made[0], made[1]
+
+    def samples(self, split: str, n: int, seed: int = 0) -> list[Sample]:
+        """``n`` samples of ``split``; the same (split, n, seed) always gives the same samples."""
         out: list[Sample] = []
-        i = 0
-        while len(out) < n:
-            rng = random.Random(f"{self.name}|{split}|{seed}|{i}")
-            made = self.make(rng)
-            i += 1
-            if made is None or _split_of(made[0]) != split:
-                continue
-            scene, items = made
+        for image_id, scene, items in self.scenes(split, seed):
+            if len(out) >= n:
+                break
             image = render(scene)
-            image_id = f"{self.name}-{split}-{seed}-{i - 1}"
             for j, item in enumerate(items[: n - len(out)]):
                 out.append(Sample(
                     id=f"{image_id}-{j}",
