@@ -55,8 +55,10 @@ def _detect_format(path: Path) -> str:
     )
 
 
-def read_records(path: str | Path, root: str | Path | None = None, fmt: str | None = None) -> list[Sample]:
-    """Samples from a data file or folder; relative image paths resolve under ``root``.
+def load_rows(
+    path: str | Path, root: str | Path | None = None, fmt: str | None = None
+) -> tuple[Path, Iterable[tuple[str, dict[str, Any]]]]:
+    """The data root and the ``(where, row)`` pairs of a data file or folder in any registered format.
 
     ``root`` defaults to the file's folder (the folder itself for an HF dataset dir).
     """
@@ -67,8 +69,14 @@ def read_records(path: str | Path, root: str | Path | None = None, fmt: str | No
     if fmt not in READERS:
         raise ValueError(f"unknown data format {fmt!r} for {path}; known: {', '.join(list_formats())}")
     root_dir = Path(root) if root is not None else (path if path.is_dir() else path.parent)
+    return root_dir, READERS[fmt].load_rows(path)
+
+
+def read_records(path: str | Path, root: str | Path | None = None, fmt: str | None = None) -> list[Sample]:
+    """Samples from a data file or folder; relative image paths resolve under ``root`` (see ``load_rows``)."""
+    root_dir, rows = load_rows(path, root, fmt)
     samples = []
-    for index, (where, row) in enumerate(READERS[fmt].load_rows(path)):
+    for index, (where, row) in enumerate(rows):
         try:
             samples.append(row_to_sample(row, index=index, root=root_dir, source=where))
         except (KeyError, TypeError, ValueError) as e:
