@@ -192,8 +192,11 @@ def _peak_memory_mb() -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
 
 
-def _training_arguments(training: TrainingConfig, output_dir: Path) -> TrainingArguments:
-    return TrainingArguments(
+def _training_arguments(training: TrainingConfig, output_dir: Path, args_cls: type[TrainingArguments] = TrainingArguments,
+                        **objective: Any) -> TrainingArguments:
+    """The Trainer's arguments for ``training``; ``args_cls`` and ``objective`` let a recipe on a TRL
+    trainer (``mmtune align``) add its loss settings to the same optimisation settings."""
+    return args_cls(
         output_dir=str(output_dir),
         per_device_train_batch_size=training.batch_size,
         per_device_eval_batch_size=training.batch_size,
@@ -220,6 +223,7 @@ def _training_arguments(training: TrainingConfig, output_dir: Path) -> TrainingA
         disable_tqdm=False,
         # Frozen groups (the vision tower under most strategies) get no gradients; DDP must not wait.
         ddp_find_unused_parameters=True,
+        **objective,
     )
 
 

@@ -62,7 +62,11 @@ class StepLossLog(TrainerCallback):
         if state.global_step == 1:
             self.first_loss = self.last_loss
         if state.is_world_process_zero:
-            append_jsonl(self.path, {"step": state.global_step, "loss": self.last_loss})
+            append_jsonl(self.path, {"step": state.global_step, "loss": self.last_loss, **self.step_metrics()})
+
+    def step_metrics(self) -> dict[str, float]:
+        """What else a step's record holds (``mmtune align`` adds its rewards); nothing for SFT."""
+        return {}
 
 
 class SFTTrainer(Trainer):
