@@ -25,21 +25,31 @@ from mmtune.eval.task import Prediction, Task, get_task
 from mmtune.files import append_jsonl, atomic_write_json, atomic_write_text
 
 
-def _generate(model: nn.Module, processor: ProcessorMixin, task: Task, samples: Sequence) -> list[str]:
-    """Answers for one batch of prompt samples (left-padded so new tokens start at one column)."""
+def generate_answers(model: nn.Module, processor: ProcessorMixin, samples: Sequence, *, max_new_tokens: int,
+                     do_sample: bool = False, temperature: float = 1.0, num_return_sequences: int = 1) -> list[str]:
+    """Answers for one batch of prompt samples (left-padded so new tokens start at one column);
+    with ``num_return_sequences`` k > 1 (sampling), k answers per sample, each sample's together."""
     batch = GenerationCollator(processor)(samples)
     inputs = batch.inputs.to(model.device)
-    settings = task.generation
+    sampling = {"temperature": temperature} if do_sample else {}
     with torch.inference_mode():
         out = model.generate(
             **inputs,
-            max_new_tokens=settings.max_new_tokens,
-            do_sample=not settings.greedy,
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
             num_beams=1,
+            num_return_sequences=num_return_sequences,
             pad_token_id=processor.tokenizer.pad_token_id,
+            **sampling,
         )
     new_tokens = out[:, inputs["input_ids"].shape[1]:]
     return [t.strip() for t in processor.batch_decode(new_tokens, skip_special_tokens=True)]
+
+
+def _generate(model: nn.Module, processor: ProcessorMixin, task: Task, samples: Sequence) -> list[str]:
+    settings = task.generation
+    return generate_answers(model, processor, samples, max_new_tokens=settings.max_new_tokens,
+                            do_sample=not settings.greedy)
 
 
 def _sample_record(p: Prediction, prompt: str, cached: bool) -> dict[str, Any]:
