@@ -14,6 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Exit code 1 when invalid records exist (0 with --skip-invalid).",
     )
     p.add_argument("path", help="LLaVA JSON, messages JSONL, HF dataset dir or parquet file")
+    p.add_argument("--preferences", action="store_true",
+                   help="the records are preferences (prompt + chosen/rejected, or KTO completion + label): "
+                        "each response is checked with its prompt, and a pair's two must differ")
     p.add_argument("--root", help="image folder that paths are relative to (default: the file's folder)")
     p.add_argument("--format", dest="fmt", help="reader name when the suffix does not tell")
     p.add_argument("--model", help="model dir whose processor measures tokenized length (with --max-length)")
@@ -36,10 +39,15 @@ def validate_command(args: argparse.Namespace) -> int:
         from mmtune.models.loading import load_processor
 
         processor = load_processor(args.model)
-    samples = read_records(args.path, root=args.root, fmt=args.fmt)
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
-    report = validate_samples(samples, processor=processor, root=args.root, max_length=args.max_length,
-                              max_pixels=max_pixels)
+    if args.preferences:
+        from mmtune.data.preferences import check_preferences, read_preferences
+
+        report = check_preferences(read_preferences(args.path, root=args.root, fmt=args.fmt), processor=processor,
+                                   root=args.root, max_length=args.max_length, max_pixels=max_pixels)
+    else:
+        report = validate_samples(read_records(args.path, root=args.root, fmt=args.fmt), processor=processor,
+                                  root=args.root, max_length=args.max_length, max_pixels=max_pixels)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     elif report.ok:
