@@ -1,7 +1,8 @@
 """Render a bench from its finished run records: results.json, a markdown table with 95% intervals,
-a figure (E vs F with the Pareto frontier beside a heatmap of seen-set deltas per target), and a
-recommendation per target that says when rows tie. Works on a half-finished bench too, and on
-benches recorded before per-sample scores were kept (their intervals read n/a).
+a figure (E vs F with the Pareto frontier beside a heatmap of seen-set deltas per target), a
+recommendation per target that says when rows tie, and the paper's findings decided (findings.py). Works
+on a half-finished bench too, and on benches recorded before per-sample scores were kept (their intervals
+read n/a).
 """
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from mmtune.bench.findings import decide, findings_markdown
 from mmtune.bench.pareto import Point, pareto_front, recommend
 from mmtune.bench.plots import bench_figure
 from mmtune.bench.scores import DEFAULT_RANGE, SCALE_CHOICE, RunScores, aggregate_seeds
@@ -42,9 +46,9 @@ def _sample_scores(records: dict[str, Any] | None, names: list[str]) -> dict[str
     return {n: SampleScores.from_record(records[n]) for n in names}
 
 
-def row_intervals(target: str, runs: list[dict[str, Any]], base_per_sample: dict[str, Any] | None,
-                  resamples: int = RESAMPLES) -> dict[str, Any] | None:
-    """95% bootstrap intervals of a row's E, F, O and raw seen deltas; None without per-sample scores."""
+def row_bootstrap(target: str, runs: list[dict[str, Any]], base_per_sample: dict[str, Any] | None,
+                  resamples: int = RESAMPLES) -> dict[str, np.ndarray] | None:
+    """A row's resampled E, F, O and raw seen deltas (``row_replicates``); None without per-sample scores."""
     seen = sorted(runs[0]["seen_deltas"])
     base = _sample_scores(base_per_sample, [target, *seen])
     per_run = [_sample_scores(r.get("per_sample"), [target, *seen]) for r in runs]
@@ -54,21 +58,44 @@ def row_intervals(target: str, runs: list[dict[str, Any]], base_per_sample: dict
         return None  # scored on other test samples than the base in base.json
     ranges = {n: float(runs[0]["ranges"].get(n, DEFAULT_RANGE)) for n in [target, *seen]}
     seeds = [SeedScores(p[target], {n: p[n] for n in seen}) for p in per_run]
-    reps = row_replicates(target, seeds, base, ranges, resamples)
+    return row_replicates(target, seeds, base, ranges, resamples)
+
+
+def row_intervals(target: str, runs: list[dict[str, Any]], base_per_sample: dict[str, Any] | None,
+                  resamples: int = RESAMPLES) -> dict[str, Any] | None:
+    """95% bootstrap intervals of a row's E, F, O and raw seen deltas; None without per-sample scores."""
+    reps = row_bootstrap(target, runs, base_per_sample, resamples)
+    if reps is None:
+        return None
+    seen = sorted(runs[0]["seen_deltas"])
     return {**{f"{k}_ci": list(percentile_interval(reps[k])) for k in ("E", "F", "O")},
             "seen_deltas_ci": {n: list(percentile_interval(reps[f"seen:{n}"])) for n in seen}}
+
+
+def _grouped(runs: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """target -> row -> its runs (one per seed)."""
+    grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for run in runs:
+        grouped.setdefault(run["target"], {}).setdefault(run["row"], []).append(run)
+    return grouped
+
+
+def bootstrap(runs: list[dict[str, Any]], base: dict[str, Any] | None = None,
+              resamples: int = RESAMPLES) -> dict[str, dict[str, dict[str, np.ndarray] | None]]:
+    """target -> row -> its bootstrap replicates of E, F, O (None without per-sample scores); every row of a
+    target is drawn on the same resamples, so two rows' replicates pair sample by sample."""
+    base_samples = (base or {}).get("per_sample")
+    return {target: {row: row_bootstrap(target, rs, base_samples, resamples) for row, rs in rows.items()}
+            for target, rows in _grouped(runs).items()}
 
 
 def summarize(runs: list[dict[str, Any]], base: dict[str, Any] | None = None,
               resamples: int = RESAMPLES) -> dict[str, dict[str, dict[str, Any]]]:
     """target -> row -> mean ± std of E, F, O over seeds, their 95% intervals (None without per-sample
     scores), mean cost, mean seen-set deltas raw and on F's scale."""
-    grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for run in runs:
-        grouped.setdefault(run["target"], {}).setdefault(run["row"], []).append(run)
     base_samples = (base or {}).get("per_sample")
     summary: dict[str, dict[str, dict[str, Any]]] = {}
-    for target, rows in grouped.items():
+    for target, rows in _grouped(runs).items():
         summary[target] = {}
         for row, rs in rows.items():
             agg = aggregate_seeds([RunScores(r["E"], r["F"], r["O"]) for r in rs])
@@ -112,7 +139,7 @@ def recommendations(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, 
     return out
 
 
-def _cell(mean_std: list[float], n_seeds: int, ci: list[float] | None) -> str:
+def score_cell(mean_std: list[float], n_seeds: int, ci: list[float] | None) -> str:
     mean, std = mean_std
     text = f"{mean:+.1f} ± {std:.1f}" if n_seeds > 1 else f"{mean:+.1f}"
     return f"{text} [{'n/a' if ci is None else f'{ci[0]:+.1f}, {ci[1]:+.1f}'}]"
@@ -170,8 +197,8 @@ def markdown(summary: dict[str, dict[str, dict[str, Any]]], recs: dict[str, dict
         for name, r in sorted(rows.items(), key=lambda kv: -kv[1]["O"][0]):
             n = len(r["seeds"])
             lines.append(
-                f"| {name}{' *' if name in front else ''} | {_cell(r['E'], n, r['E_ci'])} | "
-                f"{_cell(r['F'], n, r['F_ci'])} | {_cell(r['O'], n, r['O_ci'])} | "
+                f"| {name}{' *' if name in front else ''} | {score_cell(r['E'], n, r['E_ci'])} | "
+                f"{score_cell(r['F'], n, r['F_ci'])} | {score_cell(r['O'], n, r['O_ci'])} | "
                 + " | ".join(f"{r['seen_deltas'][t]:+.1f}" for t in seen)
                 + f" | {_count(r['trainable_params'])} | {_num(r['train_seconds'], '.1f')} | "
                 f"{_num(r['peak_memory_mb'], '.0f')} |"
@@ -197,20 +224,27 @@ def _without_samples(record: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if record is None else {k: v for k, v in record.items() if k not in ("per_sample", "settings")}
 
 
-def write_report(out_dir: str | Path, resamples: int | None = None) -> dict[str, Path]:
-    """(Re-)render results.json, report.md and pareto.png from ``out_dir``'s finished runs;
-    ``resamples`` defaults to the bench config's (config.json), else 1000."""
+def read_bench(out_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, Any]]:
+    """A bench output folder's finished runs, its base.json (None if absent) and config.json ({} if absent)."""
     out_dir = Path(out_dir)
     runs = load_runs(out_dir)
     if not runs:
         raise ValueError(f"{out_dir / RUNS_DIR} holds no finished runs yet; nothing to report")
-    if resamples is None:
-        config_path = out_dir / "config.json"
-        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
-        resamples = int(config.get("bootstrap_resamples", RESAMPLES))
-    base_path = out_dir / BASE_FILE
+    base_path, config_path = out_dir / BASE_FILE, out_dir / "config.json"
     base = json.loads(base_path.read_text(encoding="utf-8")) if base_path.exists() else None
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
+    return runs, base, config
+
+
+def write_report(out_dir: str | Path, resamples: int | None = None) -> dict[str, Path]:
+    """(Re-)render results.json, report.md, pareto.png and the paper's findings (findings.md, findings.json)
+    from ``out_dir``'s finished runs; ``resamples`` defaults to the bench config's (config.json), else 1000."""
+    out_dir = Path(out_dir)
+    runs, base, config = read_bench(out_dir)
+    if resamples is None:
+        resamples = int(config.get("bootstrap_resamples", RESAMPLES))
     summary = summarize(runs, base, resamples)
+    findings = decide(summary, bootstrap(runs, base, resamples))
     recs = recommendations(summary)
     notes = _notes(summary)
     results = {
@@ -227,4 +261,6 @@ def write_report(out_dir: str | Path, resamples: int | None = None) -> dict[str,
         "table": atomic_write_text(out_dir / "report.md",
                                    markdown(summary, recs, (base or {}).get("scores"), notes, resamples)),
         "plot": bench_figure(summary, {t: points(rows) for t, rows in summary.items()}, out_dir / "pareto.png"),
+        "findings": atomic_write_text(out_dir / "findings.md", findings_markdown(findings)),
+        "findings_json": atomic_write_json(out_dir / "findings.json", findings.to_dict()),
     }

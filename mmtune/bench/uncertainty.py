@@ -87,6 +87,21 @@ def paired_delta(after: SampleScores, before: SampleScores, indices: np.ndarray)
     return after.score(indices) - before.score(indices)
 
 
+def paired_difference(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """The percentile interval of a - b, where ``a`` and ``b`` are two rows' replicates on the same resamples.
+
+    Rows of one target are resampled jointly (``resample_indices`` draws the same test samples for every row),
+    so subtracting replicate by replicate pairs the rows sample by sample: noise both rows share on a drawn
+    sample cancels, as in ``paired_delta``. Replicates of different targets are independent draws of
+    independent sets, and their difference is the bootstrap of a difference of independent scores.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"replicates of shapes {a.shape} and {b.shape} cannot be paired; "
+                         "both rows must be bootstrapped with the same number of resamples")
+    return percentile_interval(a - b, level)
+
+
 @dataclass(frozen=True)
 class SeedScores:
     """What one seed's run of a row contributes: its target and seen sets' per-sample scores."""
