@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "the same as --set world_projector=...")
     p.add_argument("--report", metavar="DIR", default=None,
                    help="only re-render the report from DIR's finished runs (nothing is trained)")
+    p.add_argument("--compare", nargs=2, metavar=("DIR_A", "DIR_B"), default=None,
+                   help="report two bench outputs side by side (e.g. --projector mlp and resampler benches): "
+                        "compare.md and compare.json in --out (default bench_compare); nothing is trained")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.set_defaults(func=_bench)
 
@@ -35,6 +38,10 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.report:
         paths = write_report(args.report)
+    elif args.compare:
+        from mmtune.bench.compare import compare
+
+        paths = compare(*args.compare, args.out or "bench_compare")
     else:
         from mmtune.bench.grid import load_bench_config
         from mmtune.bench.runner import run_bench
