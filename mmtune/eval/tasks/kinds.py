@@ -4,7 +4,8 @@ A benchmark reader (real files) or the world adapter only builds samples with re
 ``meta`` and picks a kind here; the kinds read these meta keys:
 ``answers`` (vqa), ``answer`` (exact_match, counting, yesno, mme, pope; a letter for
 multiple_choice), ``captions`` (caption), ``choices`` (multiple_choice), ``box`` [x1, y1, x2, y2]
-in [0, 1] and optional ``image_size`` (grounding), ``category`` + ``image_id`` (mme).
+in [0, 1] and optional ``image_size`` (grounding), ``category`` + ``image_id`` (mme), ``objects``
+(canonical names of the objects in the image) and optional ``captions`` (describe).
 Each kind names in ``Task.reference`` whose scoring rules it follows.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from mmtune.eval.metrics import (
     vqa_accuracy,
 )
 from mmtune.eval.metrics.grounding import read_box
+from mmtune.eval.metrics.hallucination import VOCABULARIES, ObjectVocabulary, chair, extract_objects
 from mmtune.eval.metrics.vqa import DEFAULT_VQA_RULES, vqa_rules
 from mmtune.eval.metrics.yesno import POPE_REFERENCE, parse_pope, parse_pope_official
 from mmtune.eval.task import DEFAULT_TEMPLATE, GenerationSettings, Parsed, Prediction, Task
@@ -168,12 +170,46 @@ def grounding_task(name: str, samples: list[Sample], *, chance: float, seen: boo
                  parse=parse, score=score, aggregate=aggregate, **kw)
 
 
+def describe_task(name: str, samples: list[Sample], *, chance: float, seen: bool,
+                  vocabulary: str | ObjectVocabulary = "coco", truth_from_captions: bool = True,
+                  max_new_tokens: int = 128, **kw: Any) -> Task:
+    """Object hallucination in free descriptions: CHAIR_s, CHAIR_i (the headline, lower is better),
+    hallucinated objects per response and recall. Mentions are read with ``vocabulary`` (a
+    ``VOCABULARIES`` name or an ``ObjectVocabulary``); an image's objects are ``meta["objects"]``
+    plus, with ``truth_from_captions`` (as the reference CHAIR does on COCO), those its reference
+    ``meta["captions"]`` mention. The parsed answer is the list of objects mentioned."""
+    vocab = VOCABULARIES[vocabulary] if isinstance(vocabulary, str) else vocabulary
+
+    def objects(sample: Sample) -> set[str]:
+        found = set()
+        for obj in sample.meta["objects"]:
+            if (canonical := vocab.object_of(obj)) is None:
+                raise ValueError(f"task {name!r}: sample {sample.id!r} lists object {obj!r}, which object vocabulary "
+                                 f"{vocab.name!r} does not name; use its names ({', '.join(sorted(vocab.synonyms))}) "
+                                 "or build the task with the vocabulary the samples use")
+            found.add(canonical)
+        if truth_from_captions:
+            found.update(o for c in sample.meta.get("captions", ()) for o in extract_objects(c, vocab))
+        return found
+
+    def aggregate(predictions: list[Prediction]) -> dict[str, float]:
+        return chair([p.parsed.answer for p in predictions], [objects(p.sample) for p in predictions])
+
+    return _task(name, samples, chance=chance, seen=seen, metric="chair_i", max_new_tokens=max_new_tokens,
+                 reference="CHAIR, LisaAnne/Hallucination utils/chair.py (6e4d33c) with its COCO synonyms; words "
+                           f"and plurals read by metrics/hallucination.py; vocabulary {vocab.name!r}",
+                 parse=lambda raw, s: Parsed(extract_objects(raw, vocab), "objects"), score=lambda p, s: None,
+                 aggregate=aggregate, **kw)
+
+
 @dataclass(frozen=True)
 class TaskKind:
-    """A benchmark family's task builder and the headline metric it reports, declared together."""
+    """A benchmark family's task builder and the headline metric it reports, declared together,
+    with the metric's direction (CHAIR counts errors: lower is better)."""
 
     build: KindBuilder
     metric: str
+    higher_is_better: bool = True
 
 
 # A new kind (and with it a new metric) is one line here; world tasks and benchmark readers name
@@ -191,3 +227,4 @@ for _name, _build, _metric in (
     ("grounding", grounding_task, "acc@0.5"),
 ):
     TASK_KINDS.register(_name, TaskKind(_build, _metric))
+TASK_KINDS.register("describe", TaskKind(describe_task, "chair_i", higher_is_better=False))

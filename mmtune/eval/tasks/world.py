@@ -13,7 +13,9 @@ from mmtune.world.tasks import WORLD_TASKS, WorldTask
 def _factory(world: WorldTask):
     def build(split: str = "test", n: int = 200, seed: int = 0, box_format: str = "norm1") -> Task:
         """``n`` samples of ``split`` (seeded); grounding boxes are read in ``box_format``."""
-        kw = {"box_format": box_format} if world.kind == "grounding" else {}
+        # A world scene's object list is exact: CHAIR reads world names against it alone.
+        kw = {"grounding": {"box_format": box_format},
+              "describe": {"vocabulary": "world", "truth_from_captions": False}}.get(world.kind, {})
         return TASK_KINDS[world.kind].build(f"world_{world.name}", world.samples(split, n, seed),
                                             chance=world.chance, seen=world.seen, description=world.description, **kw)
 
