@@ -149,7 +149,11 @@ def test_world_vocabulary_reads_shapes_synonyms_plurals_and_aerial_kinds():
 
 def test_vocabulary_checks_its_tables():
     with pytest.raises(ValueError, match="'pup' names both 'dog' and 'seal'"):
-        ObjectVocabulary("t", {"dog": ("pup",), "seal": ("pup",)}).canonical
+        ObjectVocabulary("t", {"dog": ("pup",), "seal": ("pup",)})
+    with pytest.raises(ValueError, match="names no objects"):
+        ObjectVocabulary("t", {})
+    with pytest.raises(ValueError, match="plurals names 'foot'"):
+        ObjectVocabulary("t", {"dog": ()}, plurals={"feet": "foot"})
     with pytest.raises(ValueError, match="phrase 'red fox' maps to 'fox'"):
         ObjectVocabulary("t", {"dog": ()}, phrases={"red fox": "fox"})
     with pytest.raises(ValueError, match="ignored_with names 'seat'"):

@@ -77,11 +77,14 @@ class ObjectVocabulary:
             if target is not None and target not in self.canonical:
                 raise ValueError(f"object vocabulary {self.name!r}: phrase {phrase!r} maps to {target!r}, "
                                  "which no synonym list names; map it to a listed name or to None")
-        for word, other in self.ignored_with.items():
-            for w in (word, other):
-                if w not in self.canonical:
-                    raise ValueError(f"object vocabulary {self.name!r}: ignored_with names {w!r}, which no "
-                                     "synonym list names")
+        if not self.synonyms:
+            raise ValueError(f"object vocabulary {self.name!r} names no objects; give synonyms {{object: (names...)}}")
+        named = [("plurals", w) for w in self.plurals.values()]
+        named += [("ignored_with", w) for pair in self.ignored_with.items() for w in pair]
+        for field_name, w in named:
+            if w not in self.canonical:
+                raise ValueError(f"object vocabulary {self.name!r}: {field_name} names {w!r}, which no synonym list names")
+        self._forms  # built now, so a conflict in the tables is reported where they are declared
 
     @cached_property
     def canonical(self) -> dict[str, str]:
@@ -108,14 +111,14 @@ class ObjectVocabulary:
         return forms
 
     @cached_property
-    def longest(self) -> int:
+    def _longest(self) -> int:
         return max(len(f) for f in self._forms)
 
     def read(self, text: str) -> list[str]:
         """The names mentioned in ``text``, in order, each phrase as one name (longest phrase first)."""
         ws, found, i = words(text), [], 0
         while i < len(ws):
-            for n in range(min(self.longest, len(ws) - i), 0, -1):
+            for n in range(min(self._longest, len(ws) - i), 0, -1):
                 key = tuple(ws[i:i + n])
                 if key in self._forms:
                     if self._forms[key] is not None:
@@ -244,6 +247,7 @@ _COCO_PHRASES: dict[str, str | None] = {
     # "baby"/"adult" and "passenger" alone name a person; before an animal or vehicle they do not.
     **{f"{age} {w}": (w if w not in ("animal", "cub") else None) for age in ("baby", "adult") for w in _ANIMAL_WORDS},
     "passenger jet": "jet", "passenger train": "train",
+    # A toilet seat is no chair; home plate and a train track are no objects (and no train).
     "toilet seat": "toilet", "home plate": None, "train track": None,
 }
 
