@@ -137,19 +137,22 @@ def row_to_preference(row: dict[str, Any], *, index: int, root: Path, source: st
         messages, images, chosen, rejected = _llava_pair(row, images)
     elif "question" in row:  # RLAIF-V
         messages, images = _prompt(_required(row, "question"), images)
-        chosen, rejected = _response(_required(row, "chosen"), "chosen"), _response(_required(row, "rejected"), "rejected")
+        chosen, rejected = _response(row, "chosen"), _response(row, "rejected")
     elif "prompt" in row and "completion" in row:  # KTO
         messages, images = _prompt(row["prompt"], images)
-        chosen, rejected, label = _response(row["completion"], "completion"), None, _required(row, "label")
+        chosen, rejected, label = _response(row, "completion"), None, _required(row, "label")
         if not isinstance(label, bool):
             raise ValueError(f"label is {label!r}; use true (a desirable completion) or false")
     elif "prompt" in row:  # TRL
         messages, images = _prompt(row["prompt"], images)
-        chosen, rejected = _response(_required(row, "chosen"), "chosen"), _response(_required(row, "rejected"), "rejected")
+        chosen, rejected = _response(row, "chosen"), _response(row, "rejected")
     else:
         raise ValueError("a preference record needs 'prompt' (TRL, or KTO with 'completion' and 'label'), "
                          "'conversations' (LLaVA-style) or 'question' (RLAIF-V)")
-    meta = dict(row.get("meta") or {})
+    meta = row.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta is {type(meta).__name__}; it must be an object of named values")
+    meta = dict(meta)
     meta.update({k: v for k, v in row.items() if k not in _RECORD_FIELDS and not (k == "idx" and "id" not in row)})
     rid = row.get("id", row.get("idx"))
     return Preference(
@@ -161,7 +164,7 @@ def row_to_preference(row: dict[str, Any], *, index: int, root: Path, source: st
 
 def _required(row: dict[str, Any], key: str) -> Any:
     if row.get(key) is None:
-        raise ValueError(f"no {key!r} field")
+        raise ValueError(f"no {key!r} field (or it is null); give it, or drop the record")
     return row[key]
 
 
@@ -185,8 +188,9 @@ def _prompt(raw: Any, images: list[Any]) -> tuple[list[dict[str, Any]], list[Any
     raise ValueError(f"prompt is {type(raw).__name__}; give a string or a list of chat messages")
 
 
-def _response(raw: Any, name: str) -> str:
-    """A response as text: a plain string, or TRL's list holding one assistant message."""
+def _response(row: dict[str, Any], name: str) -> str:
+    """The response in field ``name`` as text: a plain string, or TRL's list holding one assistant message."""
+    raw = _required(row, name)
     if isinstance(raw, str):
         return raw
     if isinstance(raw, list) and len(raw) == 1 and isinstance(raw[0], dict) and raw[0].get("role") == "assistant":
@@ -208,7 +212,7 @@ def _llava_pair(row: dict[str, Any], images: list[Any]) -> tuple[list[dict[str, 
             raise ValueError("'conversations' and 'rejected_conversations' must share the prompt turns and each "
                              "end with its answer")
         return messages[:-1], images, _text(messages[-1]), _text(other[-1])
-    chosen, rejected = _response(_required(row, "chosen"), "chosen"), _response(_required(row, "rejected"), "rejected")
+    chosen, rejected = _response(row, "chosen"), _response(row, "rejected")
     if messages and messages[-1]["role"] == "assistant":
         if _text(messages[-1]) != chosen:
             raise ValueError("'conversations' ends with an answer that is not 'chosen'; it should hold only the "
@@ -225,7 +229,7 @@ def _text(message: dict[str, Any]) -> str:
 class PreferenceReport(ValidationReport):
     """A ValidationReport whose ``valid_samples`` are the preferences that passed every check."""
 
-    valid_samples: list[Preference] = field(default_factory=list)  # type: ignore[assignment]
+    valid_samples: list[Preference] = field(default_factory=list)
 
 
 def check_preferences(
