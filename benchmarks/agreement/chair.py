@@ -162,14 +162,17 @@ def compare(records: list[dict], reference: dict) -> dict:
     present = [set(r["objects"]) for r in records]
     mine = chair(ours, present)
     differ = [i for i, (o, t) in enumerate(zip(ours, reference["mentions"])) if Counter(o) != Counter(t)]
+    documented = [any(w in r["caption"].lower() for w in DOCUMENTED) for r in records]
     kinds = Counter(" / ".join(sorted((Counter(ours[i]) - Counter(reference["mentions"][i])).elements()))
                     + " vs " + " / ".join(sorted((Counter(reference["mentions"][i]) - Counter(ours[i])).elements()))
                     for i in differ)
     return {"n": len(records), "same_mentions": 1 - len(differ) / len(records),
             "chair_s": {"mmtune": mine["chair_s"], "reference": 100 * reference["chair_s"]},
             "chair_i": {"mmtune": mine["chair_i"], "reference": 100 * reference["chair_i"]},
-            "differing descriptions without a documented cause": sum(
-                not any(w in records[i]["caption"].lower() for w in DOCUMENTED) for i in differ),
+            "same_mentions without a documented cause": 1 - sum(not documented[i] for i in differ) / max(
+                1, sum(not d for d in documented)),
+            "descriptions without a documented cause": sum(not d for d in documented),
+            "differing descriptions without a documented cause": sum(not documented[i] for i in differ),
             "differences (mmtune only vs reference only)": dict(kinds.most_common()),
             "examples": [{"caption": records[i]["caption"], "mmtune": ours[i], "reference": reference["mentions"][i]}
                          for i in differ]}
