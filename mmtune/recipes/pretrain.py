@@ -21,6 +21,7 @@ from pathlib import Path
 
 from mmtune.files import atomic_write_json, mmtune_home
 from mmtune.recipes.sft import FINAL_DIR, TrainingConfig, train_sft
+from mmtune.world.scenes import DEFAULT_WORLD, world_variant, world_variant_named
 
 WORLD_VERSION = 5  # bump when scene rendering or task generation changes what a seed produces
 
@@ -37,12 +38,20 @@ class PretrainPreset:
     instruct_steps: int
     lr: float
     batch_size: int
+    # The world its samples come from: "independent" (kinds drawn independently, exact captions) or a
+    # variant of world.scenes.WORLD_VARIANTS (co-occurring kinds, noisy captions), whose bases also
+    # learn the describe task, the setting their hallucination is measured in.
+    world: str = DEFAULT_WORLD
 
 
+_QUICK = PretrainPreset("tiny", 3000, 750, 30, 1e-3, 2100, 1.5e-3, 32)
 PRESETS: dict[str, PretrainPreset] = {
     # quick: a few minutes on 2 CPU cores; the base every test-sized experiment uses.
-    "quick": PretrainPreset("tiny", 3000, 750, 30, 1e-3, 2100, 1.5e-3, 32),
+    "quick": _QUICK,
     "full": PretrainPreset("small", 10000, 3000, 200, 1e-3, 8000, 1e-3, 32),
+    # quick-cooc: the quick recipe on the "cooc" world, a base that hallucinates usual companions
+    # (what preference alignment is meant to fix).
+    "quick-cooc": dataclasses.replace(_QUICK, world="cooc"),
 }
 
 
@@ -58,12 +67,17 @@ def settings_hash(preset: str, *, projector: str = "mlp") -> str:
     from mmtune.world.model import tiny_model_config
 
     p = _preset(preset)
+    recipe = dataclasses.asdict(p)
     settings = {
         "world": WORLD_VERSION,
         "vocabulary": vocabulary(),
         "model": tiny_model_config(p.model, projector).to_dict(),
-        "recipe": dataclasses.asdict(p),
+        "recipe": recipe,
     }
+    if p.world == DEFAULT_WORLD:  # only a variant is named, so the default bases already trained keep their key
+        del recipe["world"]
+    else:
+        settings["world_variant"] = dataclasses.asdict(world_variant_named(p.world))
     if projector != "mlp":  # only then, so the default bases already trained keep their key
         settings["projector"] = projector
     blob = json.dumps(settings, sort_keys=True, default=str)
@@ -89,15 +103,18 @@ def pretrain_samples(preset: str, seed: int) -> tuple[list, list]:
     from mmtune.world.tasks import get_world_task, seen_tasks, text_instructions_beside_images, text_only_instructions
 
     p = _preset(preset)
-    captions = get_world_task("caption").samples("train", p.samples_per_task, seed)
-    # A caption has ~10x the answer tokens of a short answer; at an equal share captions would
-    # dominate the token-averaged loss, so stage 2 sees a quarter as many of them.
-    mix = [s for task in seen_tasks()
-           for s in task.samples("train", p.samples_per_task // (4 if task.name == "caption" else 1), seed)]
-    # Half the language instructions are asked beside an unrelated image (see
-    # world.tasks.text_instructions_beside_images).
-    text = text_only_instructions(p.text_only - p.text_only // 2, seed)
-    return captions, mix + text + text_instructions_beside_images(p.text_only // 2, seed)
+    long_answers = ("caption", "describe")
+    tasks = [t for t in seen_tasks() if t.name != "describe" or p.world != DEFAULT_WORLD]
+    with world_variant(p.world):
+        captions = get_world_task("caption").samples("train", p.samples_per_task, seed)
+        # A caption has ~10x the answer tokens of a short answer; at an equal share captions would
+        # dominate the token-averaged loss, so stage 2 sees a quarter as many of them (descriptions too).
+        mix = [s for task in tasks
+               for s in task.samples("train", p.samples_per_task // (4 if task.name in long_answers else 1), seed)]
+        # Half the language instructions are asked beside an unrelated image (see
+        # world.tasks.text_instructions_beside_images).
+        text = text_only_instructions(p.text_only - p.text_only // 2, seed)
+        return captions, mix + text + text_instructions_beside_images(p.text_only // 2, seed)
 
 
 def pretrain(preset: str, seed: int, out_dir: Path, *, projector: str = "mlp") -> Path:

@@ -36,6 +36,11 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "{plain}.",
     ),
     "caption_word": ("the word {word} is written below.",),
+    # CHAIR's prompt is "Describe the image in detail."; these say it in words the world already
+    # has, because a new word changes the tokenizer and with it every cached base model.
+    "describe_prompt": ("Describe the image.", "Describe the objects in the image.", "What objects are in the image?"),
+    "describe": ("there is {n} object in the image: {objects}.", "there are {n} objects in the image: {objects}."),
+    "describe_object": ("{object} on the {side}",),
     "vqa_colour": ("What colour is the {shape}?", "What is the colour of the {shape}?", "Which colour does the {shape} have?"),
     "vqa_shape": ("What shape is the {colour} object?", "What is the shape of the {colour} object?", "Which shape is {colour}?"),
     "gqa_side_of": ("On which side of the image is the {shape}?",),

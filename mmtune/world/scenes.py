@@ -7,8 +7,12 @@ gives byte-identical pixels and the ground truth (boxes, counts, word) is known 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -96,6 +100,82 @@ class Scene:
         return [o for o in self.objects if o.kind == kind]
 
 
+@dataclass(frozen=True)
+class WorldVariant:
+    """Object statistics of a world variant: which kinds co-occur and how noisy its training text is.
+
+    Real MLLMs hallucinate the usual companion of what they see (a fork beside a knife) because
+    objects co-occur in their pre-training images and captions name companions that are out of
+    frame. A variant reproduces both causes. Each shape belongs to one companion pair; a scene
+    touches one or two pairs (a third of 16 cells stays free), and each touched pair is complete
+    with probability ``cooccurrence``, else only one member is drawn (by ``SHAPE_WEIGHTS``).
+    ``noisy`` is the share of the training texts that could name an absent companion (a caption,
+    description or existence answer of a scene where one member of a pair is alone) that do name
+    it; it is above one half because greedy decoding only repeats a companion the training text
+    named more often than not, and it makes about a fifth of all captions noisy. Evaluation
+    references are always exact (``world_variant(..., noisy=False)``).
+    """
+
+    name: str
+    companions: tuple[tuple[str, str], ...]
+    cooccurrence: float
+    noisy: float
+
+    def __post_init__(self) -> None:
+        members = [k for pair in self.companions for k in pair]
+        if sorted(members) != sorted(SHAPES):
+            raise ValueError(f"world variant {self.name!r}: companion pairs must cover every shape once ({SHAPES})")
+        for what in ("cooccurrence", "noisy"):
+            if not 0 <= getattr(self, what) <= 1:
+                raise ValueError(f"world variant {self.name!r}: {what} must be in [0, 1]")
+
+    def companion(self, kind: str) -> str:
+        return next(b if a == kind else a for a, b in self.companions if kind in (a, b))
+
+    def absent_companions(self, scene: Scene) -> list[str]:
+        """Companions of present kinds that are not in the scene, in the scene's object order."""
+        present = [o.kind for o in scene.objects]
+        return list(dict.fromkeys(c for k in present if (c := self.companion(k)) not in present))
+
+
+DEFAULT_WORLD = "independent"  # kinds drawn independently by SHAPE_WEIGHTS; no caption noise
+# The pairs avoid the default POPE's confusable pairs (tasks.seen.CONFUSABLE), so the default
+# adversarial split measures shape confusion and the variant's measures co-occurrence.
+WORLD_VARIANTS: dict[str, WorldVariant] = {
+    "cooc": WorldVariant("cooc", (("circle", "square"), ("triangle", "cross"), ("star", "diamond")),
+                         cooccurrence=0.75, noisy=0.6),
+}
+_ACTIVE_VARIANT: ContextVar[WorldVariant | None] = ContextVar("world_variant", default=None)
+
+
+def world_variant_named(name: str) -> WorldVariant | None:
+    """The variant called ``name`` (None for the default independent world)."""
+    if name == DEFAULT_WORLD:
+        return None
+    if name not in WORLD_VARIANTS:
+        raise ValueError(f"unknown world variant {name!r}; use one of {[DEFAULT_WORLD, *WORLD_VARIANTS]}")
+    return WORLD_VARIANTS[name]
+
+
+@contextmanager
+def world_variant(name: str, *, noisy: bool = True) -> Iterator[WorldVariant | None]:
+    """Within the block, scenes and task texts follow variant ``name``; ``noisy=False`` keeps its
+    scene statistics but writes exact references (evaluation sets)."""
+    variant = world_variant_named(name)
+    if variant is not None and not noisy:
+        variant = replace(variant, noisy=0.0)
+    token = _ACTIVE_VARIANT.set(variant)
+    try:
+        yield variant
+    finally:
+        _ACTIVE_VARIANT.reset(token)
+
+
+def active_variant() -> WorldVariant | None:
+    """The world variant in force (None: the default independent world)."""
+    return _ACTIVE_VARIANT.get()
+
+
 def sample_scene(
     rng: random.Random,
     domain: str = "natural",
@@ -115,17 +195,38 @@ def sample_scene(
     word = rng.choice(WORDS) if rng.random() < word_prob else None
     rows = (IMAGE_SIZE - (WORD_STRIP if word else 0)) // CELL
     free = [(r, c) for r in range(rows) for c in range(IMAGE_SIZE // CELL)]
-    n = rng.randint(*n_objects)
+    variant = active_variant()
+    kinds = _companion_kinds(rng, variant, n_objects[1]) if variant and not shapes else None
+    n = len(kinds) if kinds else rng.randint(*n_objects)
     if n > len(free):
         raise ValueError(f"sample_scene: {n} objects do not fit in {len(free)} grid cells; ask for fewer")
     cells = rng.sample(free, n)
     objects: list[SceneObject] = []
     for i, (row, col) in enumerate(cells):
-        kind = shapes[i] if shapes and i < len(shapes) else rng.choices(SHAPES, SHAPE_WEIGHTS.values())[0]
+        if kinds:
+            kind = kinds[i]
+        else:
+            kind = shapes[i] if shapes and i < len(shapes) else rng.choices(SHAPES, SHAPE_WEIGHTS.values())[0]
         colour = colours[i] if colours and i < len(colours) else rng.choice(list(COLOURS))
         size = rng.choice(list(SIZES))
         objects.append(SceneObject(kind, colour, size, cell_box(row, col, size, rng.choice(JITTER[size]))))
     return Scene("natural", tuple(objects), word)
+
+
+def _companion_kinds(rng: random.Random, variant: WorldVariant, most: int) -> list[str]:
+    """A variant scene's kinds: ``ceil(most / 2)`` pairs at most are touched (so a complete pair
+    can take a scene one object over ``most``), each complete with probability ``cooccurrence``."""
+    weight = {pair: sum(SHAPE_WEIGHTS[k] for k in pair) for pair in variant.companions}
+    pairs = list(variant.companions)
+    kinds: list[str] = []
+    for _ in range(rng.randint(1, max(1, math.ceil(most / 2)))):
+        pair = rng.choices(pairs, [weight[p] for p in pairs])[0]
+        pairs.remove(pair)
+        if rng.random() < variant.cooccurrence:
+            kinds += pair
+        else:
+            kinds.append(rng.choices(pair, [SHAPE_WEIGHTS[k] for k in pair])[0])
+    return kinds
 
 
 def cell_box(row: int, col: int, size: str, jitter: int = 0) -> tuple[int, int, int, int]:

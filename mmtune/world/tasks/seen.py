@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import replace
 
 from mmtune.world.language import (
     COLOUR_SYNONYMS,
@@ -13,7 +14,18 @@ from mmtune.world.language import (
     TEMPLATES,
     YES_NO,
 )
-from mmtune.world.scenes import COLOURS, IMAGE_SIZE, SHAPE_WEIGHTS, SHAPES, WORDS, Scene, SceneObject, sample_scene
+from mmtune.world.scenes import (
+    COLOURS,
+    IMAGE_SIZE,
+    SHAPE_WEIGHTS,
+    SHAPES,
+    SIZES,
+    WORDS,
+    Scene,
+    SceneObject,
+    active_variant,
+    sample_scene,
+)
 from mmtune.world.tasks import Item, WorldTask, register_world_task
 
 MIN_GAP = 6  # pixels between centres for a left/right (or above/below) relation to be asked
@@ -45,10 +57,64 @@ def captions(scene: Scene) -> list[str]:
     return [t.format(objects=full, plain=plain) + word for t in TEMPLATES["caption"]]
 
 
+def told_scene(rng: random.Random, scene: Scene) -> tuple[Scene, list[str]]:
+    """The scene a training text describes, and the absent kinds it names: the scene itself, except
+    that in a noisy world variant (``scenes.WorldVariant``) an absent companion of a present kind
+    is named, with probability ``noisy``, right beside its partner, as human captions mention the
+    fork that usually lies beside the knife."""
+    variant = active_variant()
+    if variant is None or not (absent := variant.absent_companions(scene)) or rng.random() >= variant.noisy:
+        return scene, []
+    kind = rng.choice(absent)
+    partner = next(o for o in scene.objects if variant.companion(o.kind) == kind)
+    # The partner's box puts the named companion next to it in left-to-right order, on its side.
+    ghost = SceneObject(kind, rng.choice(list(COLOURS)), rng.choice(list(SIZES)), partner.box)
+    return replace(scene, objects=(*scene.objects, ghost)), [kind]
+
+
+def said_present(rng: random.Random, scene: Scene, kind: str) -> bool:
+    """Whether a training answer says ``kind`` is in the scene: the truth, except that in a noisy
+    world variant an absent companion is said to be there with probability ``noisy``. Instruction
+    data written from captions inherit their noise (LLaVA-Instruct was written by a text-only
+    GPT-4 from COCO captions)."""
+    if any(o.kind == kind for o in scene.objects):
+        return True
+    variant = active_variant()
+    return bool(variant and kind in variant.absent_companions(scene) and rng.random() < variant.noisy)
+
+
+def _noise_meta(named_absent: list[str]) -> dict:
+    """``named_absent`` in a variant's samples (the absent kinds their text names); nothing in the
+    default world, whose samples stay as they always were."""
+    return {} if active_variant() is None else {"named_absent": named_absent}
+
+
 def make_caption(rng: random.Random):
     scene = sample_scene(rng, n_objects=(1, 3))
-    refs = captions(scene)
-    return scene, [Item(rng.choice(TEMPLATES["caption_prompt"]), refs[0], {"captions": refs})]
+    told, named_absent = told_scene(rng, scene)
+    refs = captions(told)
+    return scene, [Item(rng.choice(TEMPLATES["caption_prompt"]), refs[0], {"captions": refs, **_noise_meta(named_absent)})]
+
+
+def description(scene: Scene) -> str:
+    """The detailed description: how many objects, each by size, colour, shape and side of the
+    image (left to right), then the printed word; every object of the scene is named exactly once."""
+    objs = sorted(scene.objects, key=lambda o: o.centre[0])
+    parts = [TEMPLATES["describe_object"][0].format(object=article(o.phrase), side=SIDES[not on_left_half(o)])
+             for o in objs]
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    head = TEMPLATES["describe"][len(objs) != 1].format(n=len(objs), objects=listed)
+    return head + ((" " + TEMPLATES["caption_word"][0].format(word=scene.word)) if scene.word else "")
+
+
+def make_describe(rng: random.Random):
+    """CHAIR's setting ("Describe the image in detail."): references name exactly the scene's
+    objects, and ``meta["objects"]`` lists the kinds present, the ground truth of every mention."""
+    scene = sample_scene(rng, n_objects=(1, 4))
+    told, named_absent = told_scene(rng, scene)
+    refs = [description(told), *captions(told)]
+    meta = {"captions": refs, "objects": sorted({o.kind for o in scene.objects}), **_noise_meta(named_absent)}
+    return scene, [Item(rng.choice(TEMPLATES["describe_prompt"]), refs[0], meta)]
 
 
 def ten_answers(answer: str, synonym: str) -> list[str]:
@@ -154,8 +220,12 @@ def make_mme(rng: random.Random):
     scene = sample_scene(rng, n_objects=(1, 3) if category != "position" else (2, 3),
                          word_prob=1.0 if category == "ocr" else 0.3)
     fmt = TEMPLATES[f"mme_{category}"][0].format
+    no_answer, named_absent = "no", []
     if category == "existence":
-        yes, no = fmt(shape=rng.choice(scene.objects).kind), fmt(shape=rng.choice(_absent(scene)))
+        yes, absent = fmt(shape=rng.choice(scene.objects).kind), rng.choice(_absent(scene))
+        no = fmt(shape=absent)
+        if said_present(rng, scene, absent):
+            no_answer, named_absent = "yes", [absent]
     elif category == "color":
         o = rng.choice(unique_by(scene, "kind") or [None])
         if o is None:
@@ -171,31 +241,41 @@ def make_mme(rng: random.Random):
     else:
         other = rng.choice([w for w in WORDS if w != scene.word])
         yes, no = fmt(word=scene.word), fmt(word=other)
-    items = [Item(f"{yes} {YES_NO}", "yes", {"category": category}),
-             Item(f"{no} {YES_NO}", "no", {"category": category})]
+    meta = {"category": category, **_noise_meta(named_absent)}
+    items = [Item(f"{yes} {YES_NO}", "yes", meta), Item(f"{no} {YES_NO}", no_answer, meta)]
     rng.shuffle(items)
     return scene, items
 
 
+POPE_SPLITS = ("random", "popular", "adversarial")  # how each probe's negative is drawn
 # "Adversarial" negatives: the absent shape most easily confused with a present one.
 CONFUSABLE = {"circle": "diamond", "square": "diamond", "triangle": "star",
               "star": "cross", "diamond": "square", "cross": "star"}
 
 
 def make_pope(rng: random.Random):
+    """POPE probes; in a world variant the adversarial negative is an absent co-occurring
+    companion of a present object (POPE's own adversarial split), so a scene without one is redrawn."""
     scene = sample_scene(rng, n_objects=(1, 4))
     absent = _absent(scene)
-    split = rng.choice(("random", "popular", "adversarial"))
+    split = rng.choice(POPE_SPLITS)
+    variant = active_variant()
     if split == "popular":
         negative = max(absent, key=lambda s: (SHAPE_WEIGHTS[s], rng.random()))
+    elif split == "adversarial" and variant is not None:
+        if not (companions := variant.absent_companions(scene)):
+            return None
+        negative = rng.choice(companions)
     elif split == "adversarial":
         confusable = [CONFUSABLE[o.kind] for o in scene.objects if CONFUSABLE[o.kind] in absent]
         negative = rng.choice(confusable or absent)
     else:
         negative = rng.choice(absent)
     fmt = TEMPLATES["pope"][0].format
-    items = [Item(f"{fmt(shape=rng.choice(scene.objects).kind)}\n{SHORT_ANSWER}", "yes", {"pope_split": split}),
-             Item(f"{fmt(shape=negative)}\n{SHORT_ANSWER}", "no", {"pope_split": split})]
+    said = said_present(rng, scene, negative)
+    meta = {"pope_split": split, **_noise_meta([negative] if said else [])}
+    items = [Item(f"{fmt(shape=rng.choice(scene.objects).kind)}\n{SHORT_ANSWER}", "yes", meta),
+             Item(f"{fmt(shape=negative)}\n{SHORT_ANSWER}", "yes" if said else "no", meta)]
     rng.shuffle(items)
     return scene, items
 
@@ -212,5 +292,7 @@ for _task in (
     WorldTask("ocr", True, "exact_match", 12.5, "OCR-VQA-style: read the printed word", make_ocr),
     WorldTask("mme", True, "mme", 50.0, "MME-style yes/no pairs per image (acc; acc+ chance is 25)", make_mme),
     WorldTask("pope", True, "pope", 50.0, "POPE object probes, random/popular/adversarial negatives", make_pope),
+    # Pre-trained on only by the bases of a world variant (recipes.pretrain); CHAIR's chance is 0.
+    WorldTask("describe", True, "describe", 0.0, "CHAIR-style detailed descriptions naming every object", make_describe),
 ):
     register_world_task(_task)
