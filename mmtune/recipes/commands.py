@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(func=_train)
 
     p = subparsers.add_parser("pretrain", help="pre-train (or reuse) the built-in world base model")
-    p.add_argument("--preset", default="quick", choices=("quick", "full"), help="size and length of pre-training")
+    p.add_argument("--preset", default="quick", choices=("quick", "full", "quick-cooc"),
+                   help="size and length of pre-training; quick-cooc: the quick recipe on the world variant whose "
+                        "objects co-occur and whose captions are noisy (a base that hallucinates companions)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--projector", default="mlp", choices=("mlp", "resampler"),
                    help="world model projector: LLaVA's MLP, or learnable queries cross-attending to the patches")
