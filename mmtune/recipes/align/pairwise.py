@@ -64,7 +64,7 @@ class _PreferenceSteps:
         logged = self._metrics["train"]
         before = {key: len(logged.get(key, ())) for key in STEP_METRICS}
         out = super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-        if model.training:
+        if self.model.training:  # as TRL tells train from eval
             for key in STEP_METRICS:  # only what this batch logged (KTO skips margins without both labels)
                 self._step_metrics[key].extend(logged.get(key, [])[before[key]:])
         return out

@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,62 @@ def _trainer_parts(objective: ObjectiveConfig, prefs: list[Preference], processo
     return DPOAlignTrainer, DPOConfig, PairCollator(prefs, processor, training.max_length), settings, {}, prefs
 
 
+@dataclass
+class PreparedRun:
+    """A preference trainer ready to train, with what the run records about it."""
+
+    trainer: Any  # DPOAlignTrainer | KTOAlignTrainer | MDPOTrainer
+    strategy: ResolvedStrategy
+    summary: Any  # strategies.StrategySummary
+    num_valid: int  # preference records that passed validation (KTO trains on pairs split in two)
+
+
+def build_trainer(
+    model: nn.Module,
+    processor: Any,
+    prefs: Sequence[Preference],
+    *,
+    objective: ObjectiveConfig,
+    strategy: str | ResolvedStrategy,
+    output_dir: str | Path,
+    training: TrainingConfig,
+    skip_invalid: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> PreparedRun:
+    """Validate ``prefs`` (before step 0), choose the reference, apply the strategy, build the TRL-based trainer."""
+    if objective.method == "grpo":
+        raise ValueError("objective.method=grpo learns from rewards, not preferences: run it with "
+                         "mmtune.recipes.align.grpo.train_grpo (or `mmtune align` with method: grpo)")
+    strategy = resolve(strategy)
+    valid = validate_preferences(prefs, processor, max_length=training.max_length, skip_invalid=skip_invalid,
+                                 max_pixels=max_pixels)
+    if not valid:
+        raise ValueError("no preference records left after validation; check the data files")
+    trainer_cls, args_cls, collator, settings, extra, records = _trainer_parts(objective, valid, processor,
+                                                                               training, training.seed)
+    set_seed(training.seed)  # new modules (LoRA, adapters) are initialised under the run's seed
+    reference = None if adapters_are_the_reference(strategy) else frozen_reference(model)
+    groups = resolve_groups(model)
+    model, summary = apply_strategy(model, strategy, groups)
+    logger.info("%s", summary.table())
+    if training.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()
+    args = _training_arguments(training, Path(output_dir), args_cls, max_length=training.max_length, **settings)
+    trainer = trainer_cls(
+        model=model,
+        ref_model=reference,
+        args=args,
+        data_collator=collator,
+        train_dataset=index_dataset(len(records)),
+        processing_class=processor,
+        param_groups=optimizer_param_groups(model, groups, training.lr, training.group_lr,
+                                            weight_decay=training.weight_decay),
+        lengths=None,
+        **extra,
+    )
+    return PreparedRun(trainer, strategy, summary, len(valid))
+
+
 def train_align(
     model: nn.Module,
     processor: Any,
@@ -104,39 +161,11 @@ def train_align(
     ``resume`` continues from the newest complete ``checkpoint-*`` with the same losses as an
     uninterrupted run.
     """
-    if objective.method == "grpo":
-        raise ValueError("objective.method=grpo learns from rewards, not preferences: run it with "
-                         "mmtune.recipes.align.grpo.train_grpo (or `mmtune align` with method: grpo)")
     output_dir = Path(output_dir)
-    strategy = resolve(strategy)
-    valid = validate_preferences(prefs, processor, max_length=training.max_length, skip_invalid=skip_invalid,
-                                 max_pixels=max_pixels)
-    if not valid:
-        raise ValueError("no preference records left after validation; check the data files")
-    trainer_cls, args_cls, collator, settings, extra, records = _trainer_parts(objective, valid, processor,
-                                                                               training, training.seed)
-    set_seed(training.seed)  # new modules (LoRA, adapters) are initialised under the run's seed
-    reference = None if adapters_are_the_reference(strategy) else frozen_reference(model)
-    groups = resolve_groups(model)
-    model, summary = apply_strategy(model, strategy, groups)
-    logger.info("%s", summary.table())
-    if training.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
-        model.enable_input_require_grads()
-
+    run = build_trainer(model, processor, prefs, objective=objective, strategy=strategy, output_dir=output_dir,
+                        training=training, skip_invalid=skip_invalid, max_pixels=max_pixels)
+    trainer, summary = run.trainer, run.summary
     checkpoint = _resume_checkpoint(output_dir) if resume else None
-    args = _training_arguments(training, output_dir, args_cls, max_length=training.max_length, **settings)
-    trainer = trainer_cls(
-        model=model,
-        ref_model=reference,
-        args=args,
-        data_collator=collator,
-        train_dataset=index_dataset(len(records)),
-        processing_class=processor,
-        param_groups=optimizer_param_groups(model, groups, training.lr, training.group_lr,
-                                            weight_decay=training.weight_decay),
-        lengths=None,
-        **extra,
-    )
     loss_log = output_dir / LOSS_LOG
     step_log = PreferenceStepLog(trainer, loss_log)
     trainer.add_callback(step_log)
@@ -160,9 +189,9 @@ def train_align(
             "recipe": "align",
             "objective": dataclasses.asdict(objective),
             "training": dataclasses.asdict(training),
-            "reference": "adapters disabled" if reference is None else "frozen copy of the base",
-            "num_records": len(records),
-            "num_skipped": len(prefs) - len(valid),
+            "reference": "adapters disabled" if trainer.ref_model is None else "frozen copy of the base",
+            "num_records": run.num_valid,
+            "num_skipped": len(prefs) - run.num_valid,
             "steps": step,
             "world_size": trainer.args.world_size,
             "log": steps,
@@ -170,7 +199,7 @@ def train_align(
             "peak_memory_mb": result.peak_memory_mb,
             "summary": summary.to_dict(),
         }
-        _save_final(trainer.model, processor, output_dir, strategy, meta)
+        _save_final(trainer.model, processor, output_dir, run.strategy, meta)
     trainer.accelerator.wait_for_everyone()
     return result
 
