@@ -107,13 +107,13 @@ class WorldVariant:
     Real MLLMs hallucinate the usual companion of what they see (a fork beside a knife) because
     objects co-occur in their pre-training images and captions name companions that are out of
     frame. A variant reproduces both causes. Each shape belongs to one companion pair; a scene
-    touches one or two pairs (a third of 16 cells stays free), and each touched pair is complete
-    with probability ``cooccurrence``, else only one member is drawn (by ``SHAPE_WEIGHTS``).
-    ``noisy`` is the share of the training texts that could name an absent companion (a caption,
-    description or existence answer of a scene where one member of a pair is alone) that do name
-    it; it is above one half because greedy decoding only repeats a companion the training text
-    named more often than not, and it makes about a fifth of all captions noisy. Evaluation
-    references are always exact (``world_variant(..., noisy=False)``).
+    touches one pair or more (``_companion_kinds``), and each touched pair is complete with
+    probability ``cooccurrence``, else only one member is drawn (by ``SHAPE_WEIGHTS``). Where a
+    member is alone, a training caption or description names its absent companion, and an
+    existence question about that companion is answered "yes", with probability ``noisy``. It is
+    above one half because greedy decoding repeats only what the training text said more often
+    than not; with the pairs' rates it makes about a fifth of all training captions noisy.
+    Evaluation references are always exact (``world_variant(..., noisy=False)``).
     """
 
     name: str
