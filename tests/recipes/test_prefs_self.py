@@ -87,3 +87,55 @@ def test_settings_are_checked():
         SelfPairSettings(n=1)
     with pytest.raises(ValueError, match="temperature > 0"):
         SelfPairSettings(temperature=0)
+
+
+# --- mmtune prefs build ----------------------------------------------------------------------------
+
+def prefs_cli(*argv: str) -> int:
+    """Run ``mmtune prefs build ...`` through its own parser (cli.py collects the module)."""
+    import argparse
+
+    from mmtune.recipes import prefs_commands
+
+    parser = argparse.ArgumentParser(prog="mmtune")
+    prefs_commands.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["prefs", "build", *argv])
+    return args.func(args)
+
+
+def test_cli_builds_world_injected_pairs_then_corrupts_their_images(tmp_path, capsys):
+    from mmtune.data.preferences import read_preferences
+
+    out = tmp_path / "injected.jsonl"
+    assert prefs_cli("--method", "injected", "--task", "describe", "--n", "8", "--world-variant", "cooc",
+                     "--out", str(out)) == 0
+    assert f"{out}: 8 pairs (attribute: 2, count: 2, object: 2, position: 2)" in capsys.readouterr().out
+    injected = read_preferences(out)
+    assert len(injected) == 8 and all(p.meta["construction"]["method"] == "injected" for p in injected)
+
+    corrupted = tmp_path / "mdpo" / "pairs.jsonl"
+    assert prefs_cli("--method", "corrupt", "--input", str(out), "--corruption", "noise", "--out", str(corrupted)) == 0
+    back = read_preferences(corrupted)
+    assert [(p.chosen, p.rejected) for p in back] == [(p.chosen, p.rejected) for p in injected]
+    for pref in back:
+        record = pref.meta["image_corruption"]
+        assert record["method"] == "noise" and (corrupted.parent / record["image"]).is_file()
+
+
+def test_cli_builds_self_pairs_from_a_checkpoint(tiny_dir, tmp_path, capsys):
+    from mmtune.data.preferences import read_preferences
+
+    out = tmp_path / "self.jsonl"
+    code = prefs_cli("--method", "self", "--model", str(tiny_dir), "--task", "world_describe", "--n", "4",
+                     "--samples", "6", "--max-new-tokens", "24", "--out", str(out))
+    printed = capsys.readouterr().out
+    pairs = read_preferences(out)
+    assert pairs and code == 0 and f"{out}: {len(pairs)} pairs (self: {len(pairs)})" in printed
+    assert all(p.meta["construction"]["method"] == "self" and p.id.startswith("describe-train") for p in pairs)
+
+
+def test_cli_names_what_a_method_needs():
+    with pytest.raises(ValueError, match="--method self needs --model and --task"):
+        prefs_cli("--method", "self", "--out", "x.jsonl")
+    with pytest.raises(ValueError, match="--method corrupt needs --input"):
+        prefs_cli("--method", "corrupt", "--out", "x.jsonl")
