@@ -133,6 +133,18 @@ def test_projector_hurts_in_domain_decided_on_its_O_and_missing_rows_are_listed(
     assert "does not hold** if it lies entirely on the other side" in text
 
 
+def test_domain_findings_need_the_target_domain_named():
+    # A bench of real data: the target's visual domain is not known, so only the domain-free findings are decided,
+    # until the caller names it.
+    summary, reps = _bench({"scienceqa": {"full": (30, -20), "lora": (10, -2), "projector": (1, -9)}})
+    found = decide(summary, reps)
+    assert not any(d.finding.startswith(("LoRA is limited", "Projector")) for d in found.decisions)
+    assert sum("visual domain is not known" in m for m in found.not_measured) == 2
+    named = decide(summary, reps, shifted=["scienceqa"])
+    assert _verdicts(named)[("LoRA is limited under large distribution shift", "scienceqa")] == HOLDS  # 30 - 10
+    assert named.shifted == ["scienceqa"] and named.in_domain == []
+
+
 def _sample_run(target, row, target_values, seen_values, E, F):
     return {"run_id": f"{target}--{row}--s0", "target": target, "row": row, "seed": 0, "kind": "tune",
             "E": E, "F": F, "O": E + F, "seen_deltas": {"vqa": F}, "ranges": {target: 100.0, "vqa": 100.0},
