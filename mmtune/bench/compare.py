@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mmtune.bench.findings import RULE, Findings, decide, findings_table
+from mmtune.bench.findings import RULE, Findings, decide, findings_table, verdict_counts
 from mmtune.bench.report import bootstrap, read_bench, recommendations, score_cell, summarize
 from mmtune.bench.uncertainty import RESAMPLES
 from mmtune.files import atomic_write_json, atomic_write_text
@@ -48,9 +48,10 @@ def _target_table(target: str, benches: list[dict[str, Any]]) -> list[str]:
 def compare(dir_a: str | Path, dir_b: str | Path, out_dir: str | Path) -> dict[str, Path]:
     """Write ``out_dir``/compare.md and compare.json for two bench output folders."""
     benches = [_bench(Path(d)) for d in (dir_a, dir_b)]
-    if benches[0]["architecture"] == benches[1]["architecture"]:
-        for b in benches:
-            b["architecture"] = Path(b["dir"]).name
+    if benches[0]["architecture"] == benches[1]["architecture"]:  # one architecture twice: told apart by folder
+        names = [Path(b["dir"]).name for b in benches]
+        for b, name in zip(benches, names if names[0] != names[1] else [b["dir"] for b in benches]):
+            b["architecture"] = name
     labels = [b["architecture"] for b in benches]
     found: list[Findings] = [b["findings"] for b in benches]
     lines = ["# mmtune bench: " + " vs ".join(labels), "",
@@ -61,6 +62,7 @@ def compare(dir_a: str | Path, dir_b: str | Path, out_dir: str | Path) -> dict[s
     for target in targets:
         lines += _target_table(target, benches)
     lines += ["## The paper's findings, decided", "", RULE, ""] + findings_table(found, labels) + [""]
+    lines += [f"{label}: {verdict_counts(f)}" for f, label in zip(found, labels)] + [""]
     lines += [f"Not tested ({label}): {m}." for f, label in zip(found, labels) for m in f.not_measured]
     data = {"benches": [{k: b[k] for k in ("dir", "architecture", "summary", "recommendations")} for b in benches],
             "rule": RULE,

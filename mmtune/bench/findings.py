@@ -273,11 +273,18 @@ def findings_table(findings: Sequence[Findings], architectures: Sequence[str] | 
              "|---" * (4 + arch) + "|"]
     entries = [(d, label) for f, label in zip(findings, architectures or [""] * len(findings)) for d in f.decisions]
     order = {name: i for i, (name, _, _) in enumerate(FINDINGS)}
-    entries.sort(key=lambda e: order[e[0].finding])  # stable: targets, then architectures, stay in order
+    targets = {t: i for i, t in enumerate(dict.fromkeys(d.target for d, _ in entries))}
+    entries.sort(key=lambda e: (order[e[0].finding], targets[e[0].target]))  # stable: architectures stay in order
     for d, label in entries:
         claims = "; ".join(f"{c.text()}{'' if c.verdict == d.verdict else f' ({c.verdict})'}" for c in d.claims)
         lines.append(f"| {d.finding} | {d.target} | {f'{label} | ' if arch else ''}**{d.verdict}** | {claims} |")
     return lines
+
+
+def verdict_counts(findings: Findings) -> str:
+    """``holds: 4, does not hold: 2, inconclusive: 6 of 12.``"""
+    counts = {v: sum(d.verdict == v for d in findings.decisions) for v in (HOLDS, FAILS, INCONCLUSIVE)}
+    return ", ".join(f"{v}: {n}" for v, n in counts.items()) + f" of {len(findings.decisions)}."
 
 
 def findings_markdown(findings: Findings) -> str:
@@ -288,7 +295,6 @@ def findings_markdown(findings: Findings) -> str:
     domains += [f"the seen sets' domain: {', '.join(findings.in_domain)}"] if findings.in_domain else []
     lines += ["Targets by domain: " + "; ".join(domains) + ".", ""] if domains else []
     lines += findings_table([findings]) + [""]
-    counts = {v: sum(d.verdict == v for d in findings.decisions) for v in (HOLDS, FAILS, INCONCLUSIVE)}
-    lines += [", ".join(f"{v}: {n}" for v, n in counts.items()) + f" of {len(findings.decisions)}.", ""]
+    lines += [verdict_counts(findings), ""]
     lines += [f"Not tested: {m}." for m in findings.not_measured]
     return "\n".join(lines).rstrip() + "\n"

@@ -197,7 +197,11 @@ def test_compare_two_bench_outputs_side_by_side(tmp_path, capsys):
             if f["finding"] == "LoRA forgets less than Full-ST"} == {("world-mlp", HOLDS), ("world-resampler", INCONCLUSIVE)}
 
 
-def test_compare_names_a_folder_that_is_not_a_bench(tmp_path, capsys):
+def test_compare_labels_and_a_folder_that_is_not_a_bench(tmp_path, capsys):
     _tiny_bench(tmp_path / "a", "mlp", 4)
+    _tiny_bench(tmp_path / "b", "mlp", 4)
+    # one architecture twice: the two benches are told apart by their folders
+    assert main(["bench", "--compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c")]) == 0
+    assert "| strategy | E (a) | F (a) | O (a) | E (b) | F (b) | O (b) |" in (tmp_path / "c" / "compare.md").read_text()
     assert main(["bench", "--compare", str(tmp_path / "a"), str(tmp_path / "nothing")]) != 0
     assert "nothing" in capsys.readouterr().err
