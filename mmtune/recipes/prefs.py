@@ -4,8 +4,10 @@ ground truth, and the best answer is paired against the worst; prompts whose ans
 the same (ties) give no pair.
 
 Verifiers: for a description task (samples carry ``meta["objects"]``, the objects in the image)
-the score is minus the number of object mentions CHAIR counts as hallucinated; for any other
-task, its per-sample metric (``Task.judge``: exact match, VQA accuracy, IoU >= 0.5 ...).
+the score is minus the number of object mentions CHAIR counts as hallucinated, and among answers
+of equal score the one naming more of the present objects ranks higher (so the chosen side is not
+merely the answer that says least); for any other task, its per-sample metric (``Task.judge``:
+exact match, VQA accuracy, IoU >= 0.5 ...). Ties are decided by the score alone.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from mmtune.eval.metrics.hallucination import VOCABULARIES, ObjectVocabulary, ex
 from mmtune.eval.runner import generate_answers
 from mmtune.eval.task import Task
 
-Verifier = Callable[[Sample, str], float]
+# (score, rank among answers of equal score): higher is better for both.
+Verifier = Callable[[Sample, str], "tuple[float, float]"]
 
 
 @dataclass(frozen=True)
@@ -47,11 +50,13 @@ class SelfPairSettings:
 
 
 def hallucination_verifier(vocabulary: ObjectVocabulary) -> Verifier:
-    """Minus the object mentions of an answer that name objects not in ``meta["objects"]``."""
+    """Minus the object mentions of an answer that name objects not in ``meta["objects"]``; among
+    equal counts, the number of present objects it names."""
 
-    def score(sample: Sample, answer: str) -> float:
+    def score(sample: Sample, answer: str) -> tuple[float, float]:
         present = set(sample.meta["objects"])
-        return -float(sum(obj not in present for obj in extract_objects(answer, vocabulary)))
+        named = extract_objects(answer, vocabulary)
+        return -float(sum(obj not in present for obj in named)), float(len(present & set(named)))
 
     return score
 
@@ -59,12 +64,12 @@ def hallucination_verifier(vocabulary: ObjectVocabulary) -> Verifier:
 def task_verifier(task: Task) -> Verifier:
     """The task's per-sample score of an answer (parsed as the task parses it), in [0, 1]."""
 
-    def score(sample: Sample, answer: str) -> float:
+    def score(sample: Sample, answer: str) -> tuple[float, float]:
         value = task.judge(sample, answer).score
         if value is None:
             raise ValueError(f"task {task.name!r} scores only whole sets ({task.metric}); self-generated pairs need a "
                              "per-sample verifier: pick a task with a per-sample metric or a description task")
-        return float(value)
+        return float(value), 0.0
 
     return score
 
@@ -75,7 +80,8 @@ def verifier_for(task: Task, vocabulary: str | None = None) -> tuple[Verifier, s
     named), the task's metric otherwise."""
     if task.samples and "objects" in task.samples[0].meta:
         name = vocabulary or ("world" if task.name.startswith("world_") else "coco")
-        return hallucination_verifier(VOCABULARIES.lookup(name)), f"hallucinated objects ({name} vocabulary)"
+        return (hallucination_verifier(VOCABULARIES.lookup(name)),
+                f"hallucinated objects ({name} vocabulary), then present objects named")
     return task_verifier(task), task.metric
 
 
@@ -107,25 +113,26 @@ def self_pairs(model: nn.Module, processor: ProcessorMixin, task: Task, settings
     return out
 
 
-def _best_against_worst(answers: Sequence[str], scores: Sequence[float]
-                        ) -> tuple[tuple[str, float], tuple[str, float], list[float]] | None:
-    """The first best-scored and first worst-scored non-empty answer, or None on a tie (equal
-    scores, or the same text) or when fewer than two answers say anything."""
+def _best_against_worst(answers: Sequence[str], scored: Sequence[tuple[float, float]]
+                        ) -> tuple[tuple[str, tuple[float, float]], tuple[str, tuple[float, float]], list[float]] | None:
+    """The first best and first worst non-empty answer by (score, rank), and every answer's score;
+    None on a tie (equal scores, or the same text) or when fewer than two answers say anything."""
     said = [i for i, a in enumerate(answers) if a.strip()]
     if len(said) < 2:
         return None
-    best = max(said, key=lambda i: scores[i])
-    worst = min(said, key=lambda i: scores[i])
-    if scores[best] == scores[worst] or answers[best].strip() == answers[worst].strip():
+    best = max(said, key=lambda i: scored[i])
+    worst = min(said, key=lambda i: scored[i])
+    if scored[best][0] == scored[worst][0] or answers[best].strip() == answers[worst].strip():
         return None
-    return (answers[best], scores[best]), (answers[worst], scores[worst]), list(scores)
+    return (answers[best], scored[best]), (answers[worst], scored[worst]), [s for s, _ in scored]
 
 
-def _preference(prompt: Sample, chosen: tuple[str, float], rejected: tuple[str, float], scores: list[float], *,
-                task: str, verifier: str, settings: SelfPairSettings) -> Preference:
+def _preference(prompt: Sample, chosen: tuple[str, tuple[float, float]], rejected: tuple[str, tuple[float, float]],
+                scores: list[float], *, task: str, verifier: str, settings: SelfPairSettings) -> Preference:
     construction: dict[str, Any] = {
         "method": "self", "task": task, "verifier": verifier,
-        "scores": {"chosen": chosen[1], "rejected": rejected[1], "all": scores},
+        "scores": {"chosen": chosen[1][0], "rejected": rejected[1][0], "all": scores},
+        "ranks": {"chosen": chosen[1][1], "rejected": rejected[1][1]},
         "n": settings.n, "temperature": settings.temperature, "seed": settings.seed,
     }
     return Preference(id=f"{prompt.id}-self", messages=prompt.prompt_messages(), images=list(prompt.images),

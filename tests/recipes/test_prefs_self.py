@@ -15,6 +15,10 @@ def hallucinated(text: str, objects: list[str]) -> int:
     return sum(o not in objects for o in extract_objects(text, world_vocabulary()))
 
 
+def named_present(text: str, objects: list[str]) -> int:
+    return len(set(objects) & set(extract_objects(text, world_vocabulary())))
+
+
 @pytest.fixture(scope="module")
 def describe_task():
     return get_task("world_describe", split="train", n=8)
@@ -42,10 +46,12 @@ def test_chosen_hallucinates_less_than_rejected_by_chairs_count(pairs, describe_
         objects = sample.meta["objects"]
         assert hallucinated(pref.chosen, objects) == -record["scores"]["chosen"]
         assert hallucinated(pref.rejected, objects) == -record["scores"]["rejected"]
+        assert named_present(pref.chosen, objects) == record["ranks"]["chosen"]
+        assert named_present(pref.rejected, objects) == record["ranks"]["rejected"]
         assert record["scores"]["chosen"] == max(record["scores"]["all"]) > min(record["scores"]["all"]) == \
             record["scores"]["rejected"]
         assert len(record["scores"]["all"]) == 6 and record["method"] == "self" and record["seed"] == 0
-        assert record["verifier"] == "hallucinated objects (world vocabulary)"
+        assert record["verifier"] == "hallucinated objects (world vocabulary), then present objects named"
         assert pref.messages == describe_task.prompt_messages(sample) and pref.images == sample.images
 
 
@@ -60,12 +66,17 @@ def test_same_seed_same_pairs_other_seed_other_answers(pairs, model_and_processo
     assert {p.chosen for p in other}.isdisjoint(p.chosen for p in pairs)
 
 
-def test_ties_and_empty_answers_give_no_pair():
-    assert _best_against_worst(["a", "b", "c"], [1.0, 1.0, 1.0]) is None
-    assert _best_against_worst(["a", "b", "c"], [0.0, 1.0, 1.0]) == (("b", 1.0), ("a", 0.0), [0.0, 1.0, 1.0])
-    assert _best_against_worst(["same", "same"], [1.0, 0.0]) is None
-    assert _best_against_worst(["", "good", "bad"], [-5.0, 1.0, 0.0]) == (("good", 1.0), ("bad", 0.0), [-5.0, 1.0, 0.0])
-    assert _best_against_worst(["", "only"], [0.0, 1.0]) is None
+def test_ties_and_empty_answers_give_no_pair_and_ranks_order_equal_scores():
+    assert _best_against_worst(["a", "b", "c"], [(1.0, 0.0), (1.0, 2.0), (1.0, 1.0)]) is None  # ranks never untie
+    assert _best_against_worst(["a", "b", "c"], [(0.0, 0.0), (1.0, 0.0), (1.0, 0.0)]) == (
+        ("b", (1.0, 0.0)), ("a", (0.0, 0.0)), [0.0, 1.0, 1.0])
+    # among equal best scores the higher rank is chosen; among equal worst the lower is rejected
+    assert _best_against_worst(["a", "b", "c", "d"], [(0.0, 1.0), (0.0, 3.0), (-1.0, 2.0), (-1.0, 0.0)]) == (
+        ("b", (0.0, 3.0)), ("d", (-1.0, 0.0)), [0.0, 0.0, -1.0, -1.0])
+    assert _best_against_worst(["same", "same"], [(1.0, 0.0), (0.0, 0.0)]) is None
+    assert _best_against_worst(["", "good", "bad"], [(-5.0, 0.0), (1.0, 0.0), (0.0, 0.0)])[:2] == (
+        ("good", (1.0, 0.0)), ("bad", (0.0, 0.0)))
+    assert _best_against_worst(["", "only"], [(0.0, 0.0), (1.0, 0.0)]) is None
 
 
 def test_task_metric_verifier_scores_against_ground_truth():
@@ -75,9 +86,9 @@ def test_task_metric_verifier_scores_against_ground_truth():
     # the synonym min(1, 2/3) averaged over the 10 leave-one-out subsets = 0.6.
     verify = task_verifier(task)
     answer, synonym = sample.meta["answers"][0], sample.meta["answers"][-1]
-    assert verify(sample, answer) == 1.0
-    assert verify(sample, synonym) == pytest.approx(0.6)
-    assert verify(sample, "nothing like it") == 0.0
+    assert verify(sample, answer) == (1.0, 0.0)
+    assert verify(sample, synonym)[0] == pytest.approx(0.6)
+    assert verify(sample, "nothing like it") == (0.0, 0.0)
     with pytest.raises(ValueError, match="scores only whole sets"):
         task_verifier(get_task("world_caption", n=1))(get_task("world_caption", n=1).samples[0], "a red circle.")
 
