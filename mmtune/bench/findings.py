@@ -167,18 +167,20 @@ Test = Callable[[_Bench, str], "list[Claim] | str"]
 UNKNOWN_DOMAIN = "the target's visual domain is not known (name it as shifted or in-domain in findings.decide)"
 
 
-def _full_specializes_most(b: _Bench, t: str) -> list[Claim] | str:
+def _full_above_the_others(b: _Bench, t: str, score: str, sign: int) -> list[Claim] | str:
+    """``score(full) - score(row)`` on the side of ``sign`` for every other plain row."""
     full, others = b.rows(t, "full"), b.others(t, "full")
     if not full or not others:
         return "needs a plain `full` row and another plain strategy row"
-    return [_claim(b.term(t, full[0], "E"), b.term(t, o, "E")) for o in others]
+    return [_claim(b.term(t, full[0], score), b.term(t, o, score), sign) for o in others]
+
+
+def _full_specializes_most(b: _Bench, t: str) -> list[Claim] | str:
+    return _full_above_the_others(b, t, "E", 1)
 
 
 def _full_forgets_most(b: _Bench, t: str) -> list[Claim] | str:
-    full, others = b.rows(t, "full"), b.others(t, "full")
-    if not full or not others:
-        return "needs a plain `full` row and another plain strategy row"
-    return [_claim(b.term(t, o, "F"), b.term(t, full[0], "F")) for o in others]
+    return _full_above_the_others(b, t, "F", -1)
 
 
 def _lora_forgets_less(b: _Bench, t: str) -> list[Claim] | str:
@@ -239,7 +241,6 @@ FINDINGS: tuple[tuple[str, str, Test], ...] = (
     ("Projector tuning helps under visual domain shift, hurts when features are similar",
      "shifted target: E(projector) > 0; in-domain target: O(projector) < 0", _projector_follows_the_domain),
 )
-CLAIMS = {name: claim for name, claim, _ in FINDINGS}
 
 
 def decide(summary: Mapping[str, Mapping[str, Mapping[str, Any]]],
