@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mmtune.bench.findings import FAILS, HOLDS, INCONCLUSIVE, Claim, decide, findings_markdown
-from mmtune.bench.report import write_report
+from mmtune.bench.report import bootstrap, write_report
 from mmtune.bench.uncertainty import SampleScores, paired_difference, percentile_interval
 from mmtune.cli import main
 from mmtune.files import atomic_write_json
@@ -165,6 +165,18 @@ def _tiny_bench(out, projector, lora_vqa):
         atomic_write_json(out / "runs" / f"{r['run_id']}.json", r)
     atomic_write_json(out / "base.json", base)
     atomic_write_json(out / "config.json", {"model": "", "world_projector": projector, "bootstrap_resamples": 200})
+
+
+def test_rows_of_a_target_are_resampled_jointly():
+    # Two rows right on the same two of four target samples: each row's E spreads over the resamples, but on every
+    # joint resample they score alike, so their paired difference is exactly 0.
+    base = {"per_sample": {"t": {"statistic": "mean", "values": [0.0] * 4},
+                           "vqa": {"statistic": "mean", "values": [100.0] * 4}}}
+    runs = [_sample_run("t", row, [100.0, 0.0, 100.0, 0.0], [100.0] * 4, 50.0, 0.0) for row in ("full", "lora")]
+    reps = bootstrap(runs, base, resamples=300)["t"]
+    low, high = percentile_interval(reps["full"]["E"])
+    assert low < 25.0 and high > 75.0
+    assert paired_difference(reps["full"]["E"], reps["lora"]["E"]) == (0.0, 0.0)
 
 
 def test_write_report_writes_findings_beside_the_report(tmp_path):
