@@ -7,6 +7,7 @@ computes it (grpo_trainer.py: unbiased std of each group of G, plus 1e-4 in the 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -190,7 +191,7 @@ def test_kl_reference_is_the_untuned_base(tiny_dir, tmp_path, strategy, referenc
     out = trainer._generate_and_score_completions([trainer.train_dataset[0]] * 2)
     base, _ = load_plain(tiny_dir)
     mask = out["completion_mask"].bool()
-    expected = _completion_logps(base.eval(), out)
+    expected = _completion_logps(base.to(out["prompt_ids"].device).eval(), out)
     torch.testing.assert_close(out["ref_per_token_logps"][mask], expected[mask], atol=1e-4, rtol=0)
     moved = _completion_logps(policy.eval(), out)
     assert (moved[mask] - expected[mask]).abs().max() > 1e-2  # the policy really differs from the reference
@@ -226,6 +227,23 @@ def test_grpo_run_tunes_the_model_and_writes_a_checkpoint_infer_loads(tiny_dir, 
 
     prompt, image = samples[0].text_of("user")[0], samples[0].images[0]
     assert infer(final, image, prompt, max_new_tokens=4) == generate_answer(result.model, processor, image, prompt, 4)
+
+
+def test_killed_and_resumed_grpo_repeats_the_uninterrupted_run(tiny_dir, tmp_path):
+    """A run of 4 steps killed before checkpoint-4 and final/ were written resumes from checkpoint-2, in
+    the second epoch's prompts (2 prompts per step, 4 prompts): it samples the same completions, so
+    its rewards and losses are the uninterrupted run's."""
+    samples = get_world_task("sciqa").samples("train", 4)
+    settings = GRPOSettings(strategy="full", num_generations=4, batch_size=8, max_steps=4, lr=1e-2, save_steps=2,
+                            max_completion_length=6, reward_weights={"answer": 1.0, "format": 1.0})
+    out = tmp_path / "run"
+    full = train_grpo(*load_plain(tiny_dir), samples, settings, out)
+    rewards_log = (out / REWARD_LOG).read_text()
+    shutil.rmtree(out / "checkpoint-4")
+    shutil.rmtree(out / "final")
+    resumed = train_grpo(*load_plain(tiny_dir), samples, settings, out, resume=True)
+    assert resumed.losses == full.losses and len(resumed.losses) == 4
+    assert (out / REWARD_LOG).read_text() == rewards_log
 
 
 def test_prompt_without_reference_answer_is_validated_and_trained(tiny_dir, tmp_path):

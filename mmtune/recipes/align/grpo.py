@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from datasets import Dataset
 from torch import nn
+from torch.utils.data import Sampler
 from transformers import TrainerCallback, set_seed
 from transformers.trainer import TRAINING_ARGS_NAME
 from trl import GRPOConfig, GRPOTrainer
@@ -147,8 +148,33 @@ class GRPORunTrainer(SFTTrainer, GRPOTrainer):
             add_fused_lm_head(reference, temperature=self.temperature)
             self.ref_model = self.accelerator.prepare_model(reference, evaluation_mode=True)
 
+    def _get_train_sampler(self, dataset=None):
+        return EpochSeededSampler(super()._get_train_sampler(dataset))
+
     def _send_telemetry(self) -> None:
         """mmtune runs offline by design: a training run never reports itself to the Hub."""
+
+
+class EpochSeededSampler(Sampler):
+    """TRL's ``RepeatSampler`` with each epoch's shuffle drawn from (seed, epoch).
+
+    TRL draws every epoch's order from one generator that a checkpoint does not keep, so a run
+    resumed in a later epoch would see the prompts in the first epoch's order; reseeding per epoch
+    gives the resumed run the uninterrupted run's prompts, hence its completions and losses.
+    """
+
+    def __init__(self, sampler: Any) -> None:
+        self.sampler = sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.sampler.shuffle:
+            self.sampler.generator.manual_seed(self.sampler.seed + epoch)
+
+    def __iter__(self):
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 class RewardLog(TrainerCallback):
