@@ -23,8 +23,14 @@ def _bench(path: Path) -> Any:
     return importlib.import_module("mmtune.bench.grid").load_bench_config(path)
 
 
+def _align(path: Path) -> Any:
+    from mmtune.recipes.align.config import AlignConfig
+
+    return load_config(AlignConfig, path)
+
+
 # File-name prefix -> loader; a config family adds one row.
-LOADERS: dict[str, Callable[[Path], Any]] = {"sft_": _sft, "bench_": _bench}
+LOADERS: dict[str, Callable[[Path], Any]] = {"sft_": _sft, "bench_": _bench, "align_": _align}
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 
 
