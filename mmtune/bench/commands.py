@@ -24,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--projector", choices=("mlp", "resampler"), default=None,
                    help="the built-in base's interface (default mlp, LLaVA's MLP; resampler: learnable queries); "
                         "the same as --set world_projector=...")
+    p.add_argument("--workers", default=None, metavar="N|auto",
+                   help="runs at once, each in its own process (default 1: one after another); auto = one per "
+                        "physical core on a CPU (one thread each), one per GPU on a GPU machine; the same scores "
+                        "as one worker. The same as --set workers=...")
     p.add_argument("--report", metavar="DIR", default=None,
                    help="only re-render the report from DIR's finished runs (nothing is trained)")
     p.add_argument("--compare", nargs=2, metavar=("DIR_A", "DIR_B"), default=None,
@@ -51,6 +55,8 @@ def _bench(args: argparse.Namespace) -> int:
             overrides.append(f"out_dir={args.out}")
         if args.targets:
             overrides.append(f"targets={args.targets}")
+        if args.workers:
+            overrides.append(f"workers={args.workers}")
         if args.projector:
             overrides.append(f"world_projector={args.projector}")
         config = load_bench_config(args.config, overrides, preset=args.preset)

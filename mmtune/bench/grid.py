@@ -55,6 +55,7 @@ class BenchConfig:
     eval_batch_size: int = 16
     bootstrap_resamples: int = 1000  # resamples of the test samples behind every 95% interval
     out_dir: str = "bench_out"
+    workers: int | str = 1  # runs at once in worker processes: 1 (serial), N, or auto (physical cores, or GPUs)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -71,6 +72,9 @@ class BenchConfig:
             raise ConfigError("bench config: n_train and n_test must be > 0")
         if self.bootstrap_resamples < 100:
             raise ConfigError("bench config: bootstrap_resamples must be >= 100 for a 95% interval (1000 is usual)")
+        from mmtune.bench.parallel import check_workers
+
+        check_workers(self.workers)
         from mmtune.world.model import PROJECTORS
 
         if self.world_projector not in PROJECTORS:

@@ -3,7 +3,8 @@
 Each finished run is one JSON under ``out_dir/runs``, written atomically, so an interrupted bench
 resumes where it stopped. Runs and the base keep every set's per-sample scores, from which the
 report draws its bootstrap intervals. Posterior rows (WiSE-FT, merging) reuse finished runs' weights, no
-retraining. The report is re-rendered at the end (and by ``mmtune bench --report``).
+retraining. With ``workers`` > 1 the runs go to worker processes (``mmtune.bench.parallel``) and
+give the same scores. The report is re-rendered at the end (and by ``mmtune bench --report``).
 """
 from __future__ import annotations
 
@@ -43,15 +44,32 @@ def run_id(target: str, row: Row, seed: int) -> str:
     return f"{slug(target)}__{slug(row.label)}__seed{seed}"
 
 
+@dataclass
+class PlanItem:
+    """One unit of the bench's work: a row at a seed on one target (on every target for a merge)."""
+
+    row: Row
+    seed: int
+    targets: list[TaskRef]
+    run_id: str  # its run's id, or the merged model's
+    where: str  # its progress-line prefix: position in the plan, targets, row, seed
+    sources: set[tuple[str, int, str]] = field(default_factory=set)  # keys of the items whose weights it reuses
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        return self.row.label, self.seed, ",".join(t.name for t in self.targets)
+
+
 class Bench:
     """One bench in one output folder: its base model, data, cached base scores and finished runs."""
 
-    def __init__(self, config: BenchConfig, log: Callable[[str], None] = print) -> None:
+    def __init__(self, config: BenchConfig, log: Callable[[str], None] = print, base_path: Path | None = None) -> None:
+        """``base_path``: the base checkpoint when already resolved (a worker gets its parent's)."""
         self.config, self.log = config, log
         self.out = Path(config.out_dir)
         self.rows = config.rows()
         self.by_label = {r.label: r for r in self.rows}
-        self.base_path = self._base_model_path()
+        self.base_path = base_path or self._base_model_path()
         self._tasks: dict[str, Any] = {}
         self._train: dict[str, list[Sample]] = {}
 
@@ -233,13 +251,16 @@ class Bench:
         source = self.by_label[row.source]
         tuned = [self.tuned_state_dict(run_id(t.name, source, seed)) for t in targets]
         state = acting.apply(self.load_base().model.state_dict(), tuned)
-        run = run_id(targets[0].name, row, seed) if acting.runs == "one" else f"merged__{slug(row.label)}__seed{seed}"
-        after = self.evaluate_weights(state, [*targets, *self.config.seen], run)
+        after = self.evaluate_weights(state, [*targets, *self.config.seen], self.item_id(row, seed, targets))
         cost = _cost([self.source_record(t, row, seed) for t in targets])
         return [self.record(t, row, seed, base, after, kind=method.name, **cost) for t in targets]
 
     # -- the loop ------------------------------------------------------------------------------
-    def plan(self) -> list[tuple[Row, int, list[TaskRef]]]:
+    def item_id(self, row: Row, seed: int, targets: list[TaskRef]) -> str:
+        """The id of a row's work at a seed: its run's, or for a merge of every target's runs the merged model's."""
+        return run_id(targets[0].name, row, seed) if len(targets) == 1 else f"merged__{slug(row.label)}__seed{seed}"
+
+    def plan(self) -> list[PlanItem]:
         """Trained runs first (posterior rows need them), then posterior rows on one run (WiSE-FT),
         then those on every target's run at once (merges)."""
         seeds, targets = self.config.seeds, self.config.targets
@@ -247,7 +268,11 @@ class Bench:
         trained = [(r, s, [t]) for s in seeds for t in targets for r in self.rows if r.trains]
         one = [(r, s, [t]) for s in seeds for t in targets for r in self.rows if runs.get(r.label) == "one"]
         every = [(r, s, list(targets)) for s in seeds for r in self.rows if runs.get(r.label) == "targets"]
-        return trained + one + every
+        work = trained + one + every
+        return [PlanItem(r, s, ts, self.item_id(r, s, ts),
+                         f"[{i}/{len(work)}] {','.join(t.name for t in ts)} | {r.label} | seed {s}",
+                         {(r.source, s, t.name) for t in ts} if r.source else set())
+                for i, (r, s, ts) in enumerate(work, 1)]
 
     def is_done(self, row: Row, seed: int, targets: list[TaskRef]) -> bool:
         done = all(self.finished(run_id(t.name, row, seed), self.settings(t, row, seed)) for t in targets)
@@ -255,24 +280,52 @@ class Bench:
         return done and (not self.needs_weights(row)
                          or all(self.weights_dir(run_id(t.name, row, seed)).is_dir() for t in targets))
 
+    def execute(self, row: Row, seed: int, targets: list[TaskRef], base: Scored) -> list[dict[str, Any]]:
+        """Tune the row (or apply its posterior method) and write each finished run's JSON atomically."""
+        records = [self.tune(targets[0], row, seed, base)] if row.trains else self.posterior(row, seed, targets, base)
+        for r in records:
+            atomic_write_json(self.out / RUNS_DIR / f"{r['run_id']}.json", r)
+        return records
+
+    def progress(self, item: PlanItem, records: list[dict[str, Any]], seconds: float, worker: int | None = None) -> None:
+        """One line per finished run: its scores, time and (in a parallel bench) the worker that ran it."""
+        by = f", worker {worker}" if worker is not None else ""
+        for r in records:
+            self.log(f"{item.where}: {r['target']} E {r['E']:+.1f} F {r['F']:+.1f} O {r['O']:+.1f} ({seconds:.0f} s{by})")
+
+    def workers(self, runs: int) -> tuple[int, list[str]]:
+        """How many worker processes ``runs`` get (never more than runs), and the GPUs they share."""
+        if self.config.workers == 1:
+            return 1, []
+        from mmtune.bench.parallel import resolve_workers, visible_gpus
+
+        gpus = visible_gpus()
+        return min(resolve_workers(self.config.workers, gpus), runs), gpus
+
     def run(self) -> dict[str, Path]:
-        """Run every unfinished (row, seed, target) and render the report; returns the report files."""
+        """Run every unfinished (row, seed, target), on ``config.workers`` processes, and render the report;
+        returns the report files."""
         from mmtune.config import to_dict
 
         atomic_write_json(self.out / "config.json", to_dict(self.config))
         base = self.base_scores()
-        plan = self.plan()
-        for i, (row, seed, targets) in enumerate(plan, 1):
-            where = f"[{i}/{len(plan)}] {','.join(t.name for t in targets)} | {row.label} | seed {seed}"
-            if self.is_done(row, seed, targets):
-                self.log(f"{where}: finished earlier, skipped")
-                continue
-            start = time.perf_counter()
-            records = [self.tune(targets[0], row, seed, base)] if row.trains else self.posterior(row, seed, targets, base)
-            for r in records:
-                atomic_write_json(self.out / RUNS_DIR / f"{r['run_id']}.json", r)
-                self.log(f"{where}: {r['target']} E {r['E']:+.1f} F {r['F']:+.1f} O {r['O']:+.1f} "
-                         f"({time.perf_counter() - start:.0f} s)")
+        todo = []
+        for item in self.plan():
+            if self.is_done(item.row, item.seed, item.targets):
+                self.log(f"{item.where}: finished earlier, skipped")
+            else:
+                todo.append(item)
+        workers, gpus = self.workers(len(todo))
+        if workers > 1:
+            from mmtune.bench.parallel import LOGS_DIR, run_parallel
+
+            self.log(f"{sum(len(i.targets) for i in todo)} runs on {workers} worker processes, "
+                     f"{'on GPUs ' + ','.join(gpus) if gpus else 'one thread each'}; each run's output in {self.out / LOGS_DIR}")
+            run_parallel(self, todo, base, workers, gpus, self.progress)
+        else:
+            for item in todo:
+                start = time.perf_counter()
+                self.progress(item, self.execute(item.row, item.seed, item.targets, base), time.perf_counter() - start)
         return write_report(self.out, resamples=self.config.bootstrap_resamples)
 
 

@@ -1,0 +1,176 @@
+"""`mmtune bench --workers N`: the same run JSONs as the serial bench, failures named, kills resumed;
+and the worker count and environment worked out on this CPU for a GPU machine too."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mmtune.bench import parallel
+from mmtune.bench.grid import load_bench_config
+from mmtune.cli import main
+from mmtune.config import ConfigError
+from tests.bench.test_bench_e2e import _argv, _mme, _pope, _scienceqa
+
+# Two targets, so a merge row waits for both targets' source runs and WiSE-FT for one.
+ROWS = "last;last+wise_ft(alpha=0.5);last+merge(method=ties, density=0.5)"
+RUN_IDS = {"scienceqa__last__seed0", "mme__last__seed0", "scienceqa__last_wise_ft_alpha=0.5__seed0",
+           "mme__last_wise_ft_alpha=0.5__seed0", "scienceqa__last_merge_method=ties_density=0.5__seed0",
+           "mme__last_merge_method=ties_density=0.5__seed0"}
+# What a run's machine and timing decide; every score, per-sample score, loss and setting must match.
+MEASURED = {"train_seconds", "peak_memory_mb"}
+
+
+def _two_targets(fx: Path, out: Path, mme_train: Path | None = None) -> list[str]:
+    sqa, mme, pope = fx / "scienceqa", fx / "mme", fx / "pope"
+    return _argv(fx, out) + [
+        "--strategies", ROWS,
+        "--set", (f"targets=[{{name: scienceqa, task: scienceqa, task_args: {{root: {sqa}}}, "
+                  f"train: {sqa}/train.json, root: {sqa}}}, {{name: mme, task: mme, task_args: {{root: {mme}}}, "
+                  f"metric: accuracy, train: {mme_train or mme / 'train.json'}, root: {mme}}}]"),
+        "--set", f"seen=[{{name: pope, task: pope, task_args: {{root: {pope}}}, metric: accuracy}}]",
+    ]
+
+
+def _runs(out: Path) -> dict[str, dict]:
+    return {p.stem: {k: v for k, v in json.loads(p.read_text()).items() if k not in MEASURED}
+            for p in (out / "runs").glob("*.json")}
+
+
+def _weights(out: Path) -> dict[str, str]:
+    """The tuned weights kept for posterior rows, by file: the bytes' hash (bit-identical training or not)."""
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in (out / "work").rglob("*.safetensors")}
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    """The fixture data and tiny model of the e2e bench test, and the serial bench's runs on them."""
+    from mmtune.models.tiny import save_tiny
+
+    fx = tmp_path_factory.mktemp("fixture")
+    _scienceqa(fx / "scienceqa")
+    _mme(fx / "mme")
+    _pope(fx / "pope")
+    save_tiny("llava", fx / "model")
+    out = fx / "serial"
+    assert main(_two_targets(fx, out)) == 0
+    runs, weights = _runs(out), _weights(out)
+    assert set(runs) == RUN_IDS and len(weights) == 2  # the two "last" runs' weights
+    return fx, runs, weights
+
+
+@pytest.mark.slow
+def test_two_workers_give_the_serial_runs(serial, tmp_path, capsys):
+    fx, expected, weights = serial
+    out = tmp_path / "parallel"
+    assert main(_two_targets(fx, out) + ["--workers", "2"]) == 0
+    assert _runs(out) == expected  # scores, per-sample scores, final losses, settings
+    assert _weights(out) == weights
+    printed = capsys.readouterr().out
+    assert "6 runs on 2 worker processes, one thread each" in printed
+    finished = [line for line in printed.splitlines() if " E " in line and ", worker " in line]
+    assert len(finished) == len(RUN_IDS)  # one progress line per run, naming its worker
+    assert {line.rsplit("worker ", 1)[1].rstrip(")") for line in finished} <= {"1", "2"}
+    # Each work item's output went to its own log file, not the terminal.
+    assert {p.stem for p in (out / "logs").glob("*.log")} == {
+        "scienceqa__last__seed0", "mme__last__seed0", "scienceqa__last_wise_ft_alpha=0.5__seed0",
+        "mme__last_wise_ft_alpha=0.5__seed0", "merged__last_merge_method=ties_density=0.5__seed0"}
+    assert (out / "report.md").exists()
+
+
+@pytest.mark.slow
+def test_a_failed_run_is_named_the_others_are_kept_and_a_rerun_resumes(serial, tmp_path, capsys):
+    fx, expected, _ = serial
+    out, missing = tmp_path / "failing", tmp_path / "mme_train.json"
+    argv = _two_targets(fx, out, mme_train=missing) + ["--workers", "2"]
+    assert main(argv) == 2  # mme's training records are missing: its runs fail, scienceqa's go on
+    captured = capsys.readouterr()
+    assert "mme | last | seed 0: FAILED in a worker" in captured.out
+    assert "1 run(s) failed: mme__last__seed0; not started, their sources failed: " in captured.out
+    assert str(missing) in captured.err
+    assert set(_runs(out)) == {"scienceqa__last__seed0", "scienceqa__last_wise_ft_alpha=0.5__seed0"}
+    for run_id in ("scienceqa__last__seed0", "scienceqa__last_wise_ft_alpha=0.5__seed0"):
+        assert _runs(out)[run_id]["E"] == expected[run_id]["E"]
+
+    missing.write_text((fx / "mme" / "train.json").read_text())
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("finished earlier, skipped") == 2
+    assert "4 runs on 2 worker processes" in printed
+    resumed = _runs(out)
+    assert set(resumed) == RUN_IDS
+    for run_id, record in resumed.items():  # the same scores as the serial bench (the mme path aside)
+        assert {k: v for k, v in record.items() if k != "settings"} == {
+            k: v for k, v in expected[run_id].items() if k != "settings"}
+
+
+@pytest.mark.slow
+def test_a_killed_parallel_bench_leaves_whole_run_files_and_resumes(serial, tmp_path):
+    fx, expected, weights = serial
+    out = tmp_path / "killed"
+    argv = [sys.executable, "-m", "mmtune.cli", *_two_targets(fx, out), "--workers", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    bench = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list((out / "runs").glob("*.json")) and time.monotonic() < deadline and bench.poll() is None:
+            time.sleep(0.2)
+    finally:
+        os.killpg(bench.pid, signal.SIGKILL)  # the parent and its workers, mid-run
+        bench.wait()
+    finished = _runs(out)  # every file left there is whole JSON
+    assert finished and set(finished) < RUN_IDS
+    assert main(_two_targets(fx, out) + ["--workers", "2"]) == 0
+    assert _runs(out) == expected and _weights(out) == weights
+
+
+def test_workers_setting_is_checked():
+    assert load_bench_config(overrides=["workers=auto"]).workers == "auto"
+    assert load_bench_config(overrides=["workers=3"]).workers == 3
+    assert load_bench_config().workers == 1  # serial unless asked
+    for bad in ("0", "two", "true", "-1"):
+        with pytest.raises(ConfigError, match="workers=.*number of worker processes >= 1, or auto"):
+            load_bench_config(overrides=[f"workers={bad}"])
+
+
+def test_auto_is_one_worker_per_gpu_else_per_physical_core(monkeypatch, tmp_path):
+    # Four logical CPUs on two cores (two hyper-threads each): two physical cores.
+    for cpu, core in enumerate([0, 0, 1, 1]):
+        topology = tmp_path / f"cpu{cpu}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "physical_package_id").write_text("0\n")
+        (topology / "core_id").write_text(f"{core}\n")
+    monkeypatch.setattr(parallel, "SYSFS_CPU", tmp_path)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert parallel.physical_cores() == 2
+    assert parallel.resolve_workers("auto", gpus=[]) == 2
+    assert parallel.resolve_workers("auto", gpus=["0", "1", "2"]) == 3
+    assert parallel.resolve_workers(5, gpus=[]) == 5
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4})  # cpu4 has no topology files
+    assert parallel.physical_cores() == 5
+
+
+def test_worker_environment_on_cpu_and_on_gpus(monkeypatch):
+    assert parallel.worker_env(1, workers=2, gpus=[], cores=2) == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    # On GPUs each worker gets one device (round robin past the last) and a share of the cores.
+    envs = [parallel.worker_env(slot, workers=3, gpus=["4", "6"], cores=16) for slot in range(3)]
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["4", "6", "4"]
+    assert {e["OMP_NUM_THREADS"] for e in envs} == {"5"}
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert parallel.visible_gpus() == ["3", "5"]  # the parent's own devices, not 0 and 1
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert parallel.visible_gpus() == ["0", "1"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert parallel.visible_gpus() == []
