@@ -1,7 +1,8 @@
 """Per-sample scores of an evaluated test set, in a form the bootstrap can resample.
 
 Each form reproduces the task's headline score exactly before it is kept: accuracy-like metrics are
-the mean of per-sample scores; POPE's F1 is rebuilt from per-sample [tp, fp, fn]; CIDEr-D is the
+the mean of per-sample scores; POPE's F1 is rebuilt from per-sample [tp, fp, fn]; CHAIR_i from
+per-sample [hallucinated mentions, mentions] (the task's own CHAIR of each answer); CIDEr-D is the
 mean of its per-image scores (pycocoevalcap averages them), whose IDF stays that of the whole test
 set in every resample. A score no form reproduces (e.g. a per-question-type accuracy) gets none,
 and the report shows its intervals as n/a.
@@ -43,6 +44,9 @@ def _candidate(task: Task, metric: str, predictions: list[Prediction]) -> Sample
         per_id = cider({p.sample.id: p.parsed.answer for p in predictions},
                        {p.sample.id: list(p.sample.meta["captions"]) for p in predictions})["per_id"]
         return SampleScores("mean", np.array([per_id[p.sample.id] for p in predictions], dtype=float))
+    if metric == "chair_i":
+        counts = [task.aggregate([p]) for p in predictions]
+        return SampleScores("ratio", np.array([[c["n_hallucinated"], c["n_mentions"]] for c in counts], dtype=float))
     if any(p.score is None for p in predictions):
         return None
     if metric == "f1":

@@ -7,11 +7,13 @@ exact match, F1 and acc@0.5 run 0-100, so their changes are the paper's points u
 size. Why the full range rather than the change relative to the base's own score: it is defined
 when a base scores 0 on a set, it keeps the paper's F and O wherever every set is 0-100, and it does
 not enlarge the sets a base is weak on. The raw per-set deltas are kept beside (``seen_deltas``).
+A metric that counts errors (CHAIR_i: a task kind with ``higher_is_better`` False) has its change
+negated on the common scale, so E and F always count an improvement as positive: E of CHAIR_i is its drop.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 # A metric's full range in mmtune's units; every metric not listed runs 0-100.
@@ -22,6 +24,13 @@ DEFAULT_RANGE = 100.0
 def metric_range(metric: str) -> float:
     """The full range of ``metric`` (the eval task's score key): 1000 for CIDEr-D, else 100."""
     return METRIC_RANGES.get(metric, DEFAULT_RANGE)
+
+
+def higher_is_better(metric: str) -> bool:
+    """False for the headline metric of a task kind declared lower-is-better (CHAIR_i), else True."""
+    from mmtune.eval.tasks.kinds import TASK_KINDS
+
+    return all(kind.higher_is_better for kind in TASK_KINDS.values() if kind.metric == metric)
 
 
 @dataclass(frozen=True)
@@ -39,16 +48,19 @@ class RunScores:
         return asdict(self)
 
 
-def on_scale(delta: float, full_range: float = DEFAULT_RANGE) -> float:
-    """A change in points of its metric's full range: 100 x delta / range."""
+def on_scale(delta: float, full_range: float = DEFAULT_RANGE, higher_is_better: bool = True) -> float:
+    """A change in points of its metric's full range: 100 x delta / range, negated where lower is better."""
     if full_range <= 0:
         raise ValueError(f"a metric's full range must be > 0, got {full_range}")
-    return 100.0 * float(delta) / full_range
+    change = 100.0 * float(delta) / full_range
+    return change if higher_is_better else 0.0 - change  # 0.0 - x: no -0.0 for no change
 
 
-def specialization(target_after: float, target_zero_shot: float, full_range: float = DEFAULT_RANGE) -> float:
-    """E: what tuning taught = tuned target score - base zero-shot target score, on the common scale."""
-    return on_scale(float(target_after) - float(target_zero_shot), full_range)
+def specialization(target_after: float, target_zero_shot: float, full_range: float = DEFAULT_RANGE,
+                   higher_is_better: bool = True) -> float:
+    """E: what tuning taught = tuned target score - base zero-shot target score, on the common scale
+    (for a lower-is-better metric such as CHAIR_i: zero-shot - tuned, its drop)."""
+    return on_scale(float(target_after) - float(target_zero_shot), full_range, higher_is_better)
 
 
 def seen_deltas(seen_after: Mapping[str, float], seen_before: Mapping[str, float]) -> dict[str, float]:
@@ -63,17 +75,18 @@ def seen_deltas(seen_after: Mapping[str, float], seen_before: Mapping[str, float
 
 
 def scaled_deltas(seen_after: Mapping[str, float], seen_before: Mapping[str, float],
-                  ranges: Mapping[str, float] | None = None) -> dict[str, float]:
-    """Per seen task, after - before on the common scale (``ranges``: task -> full range, default 100)."""
+                  ranges: Mapping[str, float] | None = None, lower_is_better: Collection[str] = ()) -> dict[str, float]:
+    """Per seen task, after - before on the common scale (``ranges``: task -> full range, default 100);
+    negated for the tasks in ``lower_is_better``, so positive is always better."""
     ranges = ranges or {}
-    return {name: on_scale(d, ranges.get(name, DEFAULT_RANGE))
+    return {name: on_scale(d, ranges.get(name, DEFAULT_RANGE), name not in lower_is_better)
             for name, d in seen_deltas(seen_after, seen_before).items()}
 
 
 def stabilization(seen_after: Mapping[str, float], seen_before: Mapping[str, float],
-                  ranges: Mapping[str, float] | None = None) -> float:
-    """F: mean over seen tasks of (after - before) on the common scale; negative means the run forgot."""
-    deltas = scaled_deltas(seen_after, seen_before, ranges)
+                  ranges: Mapping[str, float] | None = None, lower_is_better: Collection[str] = ()) -> float:
+    """F: mean over seen tasks of the improvement on the common scale; negative means the run forgot."""
+    deltas = scaled_deltas(seen_after, seen_before, ranges, lower_is_better)
     if not deltas:
         raise ValueError("F needs at least one seen task; list seen tasks in the bench config")
     return sum(deltas.values()) / len(deltas)
@@ -86,12 +99,15 @@ def run_scores(
     seen_before: Mapping[str, float],
     ranges: Mapping[str, float] | None = None,
     target_range: float = DEFAULT_RANGE,
+    lower_is_better: Collection[str] = (),
+    target_higher_is_better: bool = True,
 ) -> RunScores:
-    """E, F, O and the per-seen-task deltas (raw and scaled) of one run."""
-    e = specialization(target_after, target_zero_shot, target_range)
-    f = stabilization(seen_after, seen_before, ranges)
+    """E, F, O and the per-seen-task deltas (raw and scaled) of one run; ``lower_is_better`` names the
+    seen tasks whose metric counts errors."""
+    e = specialization(target_after, target_zero_shot, target_range, target_higher_is_better)
+    f = stabilization(seen_after, seen_before, ranges, lower_is_better)
     return RunScores(E=e, F=f, O=e + f, seen_deltas=seen_deltas(seen_after, seen_before),
-                     seen_scaled=scaled_deltas(seen_after, seen_before, ranges))
+                     seen_scaled=scaled_deltas(seen_after, seen_before, ranges, lower_is_better))
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -8,8 +8,9 @@ row are averaged inside each resample; the interval is the 2.5th and 97.5th perc
 resampled values (numpy's default linear interpolation between order statistics).
 
 A set's per-sample scores come with the statistic that turns them into its headline score:
-``mean`` (accuracy-like scores, and CIDEr-D's per-image scores) or ``f1`` (POPE: per sample
-[tp, fp, fn] counts, F1 = 2 tp / (2 tp + fp + fn)).
+``mean`` (accuracy-like scores, and CIDEr-D's per-image scores), ``f1`` (POPE: per sample
+[tp, fp, fn] counts, F1 = 2 tp / (2 tp + fp + fn)) or ``ratio`` (CHAIR_i: per sample [hallucinated
+mentions, mentions], the ratio of the sums, 0 without mentions as CHAIR counts it).
 """
 from __future__ import annotations
 
@@ -33,8 +34,13 @@ def _f1(values: np.ndarray) -> np.ndarray:
     return np.where(denominator > 0, 200.0 * tp / np.maximum(denominator, 1), 0.0)
 
 
+def _ratio(values: np.ndarray) -> np.ndarray:
+    part, whole = values[..., 0].sum(axis=-1), values[..., 1].sum(axis=-1)
+    return np.where(whole > 0, 100.0 * part / np.maximum(whole, 1), 0.0)
+
+
 # statistic name -> score (0-100 scale) of per-sample values, vectorised over leading resample axes
-STATISTICS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"mean": _mean, "f1": _f1}
+STATISTICS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"mean": _mean, "f1": _f1, "ratio": _ratio}
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,7 @@ class SampleScores:
     """One test set's per-sample scores, in test-sample order, and the statistic that scores them."""
 
     statistic: str
-    values: np.ndarray  # (n,) for mean, (n, 3) for f1
+    values: np.ndarray  # (n,) for mean, (n, 3) for f1, (n, 2) for ratio
 
     def __post_init__(self) -> None:
         if self.statistic not in STATISTICS:
