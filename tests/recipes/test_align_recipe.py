@@ -197,3 +197,37 @@ def test_unpaired_records_need_kto(tiny_dir, tmp_path):
     with pytest.raises(ValueError, match="use method kto"):
         build_trainer(*load_plain(tiny_dir), prefs, objective=ObjectiveConfig(), strategy=LORA,
                       output_dir=tmp_path / "run", training=_training())
+
+
+# ---- mDPO's rejected image ---------------------------------------------------------------------
+
+def test_mdpo_image_is_a_seeded_crop_or_the_one_the_data_names(tmp_path):
+    from mmtune.recipes.align.mdpo import corrupted_image
+
+    pair, other = _prefs(tmp_path / "images", n=2)
+    image = corrupted_image(pair, seed=3)
+    assert image.size == (24, 16) and list(image.getdata()) == list(corrupted_image(pair, seed=3).getdata())
+    assert list(image.getdata()) != list(Image.open(pair.images[0]).convert("RGB").getdata())
+    assert corrupted_image(pair, "mask", seed=3).size == (24, 16)
+
+    Image.new("RGB", (24, 16), "white").save(tmp_path / "images" / "m_prime.png")
+    named = Preference(other.id, other.messages, other.images, other.chosen, other.rejected,
+                       meta={"image_corruption": {"method": "crop", "image": "m_prime.png"}},
+                       root=str(tmp_path / "images"))
+    assert corrupted_image(named) == str(tmp_path / "images" / "m_prime.png")
+
+
+def test_grpo_settings_come_from_the_grpo_section_with_the_shared_strategy():
+    from mmtune.config import ConfigError, from_dict
+    from mmtune.recipes.align.config import AlignConfig
+
+    config = from_dict(AlignConfig, {"model": "m", "data": [{"path": "p"}], "objective": {"method": "grpo"},
+                                     "strategy": "full", "grpo": {"num_generations": 2, "batch_size": 4}})
+    settings = config.grpo_settings()
+    assert (settings.strategy, settings.num_generations, settings.batch_size) == ("full", 2, 4)
+    with pytest.raises(ConfigError, match="multiple of num_generations"):
+        from_dict(AlignConfig, {"model": "m", "data": [{"path": "p"}], "objective": {"method": "grpo"},
+                                "grpo": {"num_generations": 3, "batch_size": 4}})
+    with pytest.raises(ConfigError, match="set it once for every method"):
+        from_dict(AlignConfig, {"model": "m", "data": [{"path": "p"}], "objective": {"method": "grpo"},
+                                "grpo": {"strategy": "full"}})

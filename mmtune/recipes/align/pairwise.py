@@ -57,6 +57,9 @@ class _PreferenceSteps:
     def _send_telemetry(self) -> None:
         """mmtune runs offline by design: a training run never reports itself to the Hub."""
 
+    def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+        """No TRL model card: it names a Hub base and a text pipeline; ``final/mmtune.json`` records the run."""
+
     def _prepare_dataset(self, dataset, *args: Any, **kwargs: Any):
         return dataset  # rows are indices; the collator renders and tokenises each batch
 
