@@ -22,8 +22,8 @@ METHODS = {
     "mdpo": ("sigmoid",),  # mDPO's three terms are each a sigmoid (Bradley-Terry) loss
     "grpo": (),
 }
-# In TRL 1.16 ORPO and SimPO (CPOTrainer's loss_type="simpo") live in trl.experimental, whose trainers
-# tokenise text-only prompts; they are not wired here yet.
+# TRL 1.16 has ORPO and SimPO (CPOTrainer's loss_type="simpo") only in trl.experimental, and their
+# forward passes input_ids and attention_mask alone: the model never sees the image.
 NOT_YET = {"orpo": "trl.experimental.orpo.ORPOTrainer", "simpo": "trl.experimental.cpo.CPOTrainer(loss_type='simpo')"}
 
 
@@ -60,7 +60,8 @@ class ObjectiveConfig:
     def __post_init__(self) -> None:
         if self.method in NOT_YET:
             raise ConfigError(f"objective.method={self.method!r}: TRL 1.16 has it only as {NOT_YET[self.method]}, "
-                              f"which mmtune does not run yet; use one of {', '.join(METHODS)}")
+                              "whose forward never passes the images to the model, so mmtune does not run it; "
+                              f"use one of {', '.join(METHODS)}")
         if self.method not in METHODS:
             raise ConfigError(f"objective.method={self.method!r} is unknown; use one of {', '.join(METHODS)}")
         allowed = METHODS[self.method]
