@@ -110,6 +110,16 @@ def test_other_strategies_get_a_frozen_copy_of_the_base(tiny_dir, tmp_path, stra
                          for n in tuned if n.removeprefix("base_model.model.") in base.state_dict())
 
 
+def test_gradient_accumulation_gives_the_losses_of_the_whole_batch(tiny_dir, tmp_path):
+    """Two micro-batches of one pair = one batch of two: TRL's per-pair mean loss is scaled once per step."""
+    prefs = _prefs(tmp_path / "images")
+    losses = [train_align(*load_plain(tiny_dir), prefs, objective=ObjectiveConfig(), strategy="full",
+                          output_dir=tmp_path / f"run{batch}", training=_training(max_steps=3, batch_size=batch,
+                                                                                grad_accum=accum)).losses
+              for batch, accum in ((2, 1), (1, 2))]
+    assert losses[0] == pytest.approx(losses[1], abs=1e-6) and losses[0][-1] < losses[0][0]
+
+
 class _StopAfter(TrainerCallback):
     """Simulates a crash: stops training right after global step ``k`` was checkpointed."""
 
