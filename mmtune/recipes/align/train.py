@@ -56,15 +56,15 @@ from mmtune.strategies.registry import ResolvedStrategy, resolve
 logger = logging.getLogger(__name__)
 
 
-def _trainer_parts(objective: ObjectiveConfig, prefs: list[Preference], processor: Any, training: TrainingConfig,
-                   seed: int) -> tuple[type, Any, Any, dict[str, Any], dict[str, Any], list[Preference]]:
+def _trainer_parts(objective: ObjectiveConfig, prefs: list[Preference], processor: Any, training: TrainingConfig
+                   ) -> tuple[type, Any, Any, dict[str, Any], dict[str, Any], list[Preference]]:
     """(trainer class, TRL config class, collator, TRL loss settings, trainer arguments, records in training
     order) of a method."""
     if objective.method == "kto":
         records = unpaired(prefs)
         # TRL's KL estimate pairs each record with its batch neighbour, so KTO reads records in order:
         # shuffled once here under the run's seed instead of by the sampler.
-        random.Random(seed).shuffle(records)
+        random.Random(training.seed).shuffle(records)
         with_kl = objective.loss_type == "kto"
         settings = {"loss_type": objective.loss_type, "beta": objective.beta,
                     "desirable_weight": objective.desirable_weight,
@@ -79,7 +79,7 @@ def _trainer_parts(objective: ObjectiveConfig, prefs: list[Preference], processo
     settings = {"loss_type": [objective.loss_type], "beta": objective.beta,
                 "label_smoothing": objective.label_smoothing}
     if objective.method == "mdpo":
-        collator = MDPOCollator(prefs, processor, training.max_length, objective.corruption, seed)
+        collator = MDPOCollator(prefs, processor, training.max_length, objective.corruption, training.seed)
         return MDPOTrainer, DPOConfig, collator, settings, {"anchor_delta": objective.anchor_delta}, prefs
     return DPOAlignTrainer, DPOConfig, PairCollator(prefs, processor, training.max_length), settings, {}, prefs
 
@@ -115,8 +115,7 @@ def build_trainer(
                                  max_pixels=max_pixels)
     if not valid:
         raise ValueError("no preference records left after validation; check the data files")
-    trainer_cls, args_cls, collator, settings, extra, records = _trainer_parts(objective, valid, processor,
-                                                                               training, training.seed)
+    trainer_cls, args_cls, collator, settings, extra, records = _trainer_parts(objective, valid, processor, training)
     set_seed(training.seed)  # new modules (LoRA, adapters) are initialised under the run's seed
     reference = None if adapters_are_the_reference(strategy) else frozen_reference(model)
     groups = resolve_groups(model)
@@ -194,6 +193,7 @@ def train_align(
             "num_skipped": len(prefs) - run.num_valid,
             "steps": step,
             "world_size": trainer.args.world_size,
+            "losses": result.losses,
             "log": steps,
             "train_seconds": train_seconds,
             "peak_memory_mb": result.peak_memory_mb,
