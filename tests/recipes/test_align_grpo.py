@@ -131,6 +131,24 @@ def test_prompts_are_tokenized_as_mmtune_eval_asks_them(family):
     assert trl_inputs["input_ids"][0] == eval_inputs["input_ids"][0].tolist()
 
 
+def test_image_files_stay_paths_and_open_as_rgb(tmp_path):
+    from PIL import Image
+
+    from mmtune.recipes.align.grpo import _prompt_dataset
+
+    path = tmp_path / "grey.png"
+    Image.new("L", (12, 10), 77).save(path)
+    in_memory = Image.new("RGB", (8, 8), "red")
+    dataset = _prompt_dataset([Sample("file", [user_turn("what")], [path]),
+                               Sample("memory", [user_turn("what")], [in_memory]),
+                               Sample("text", [user_turn("what", n_images=0)], [])])
+    assert dataset.data.nbytes < 2000  # the file is not copied in
+    opened = [row["images"] for row in dataset]
+    assert opened[0][0].mode == "RGB" and opened[0][0].getpixel((3, 3)) == (77, 77, 77)
+    assert opened[1][0].tobytes() == in_memory.tobytes() and opened[2] == []
+    assert [row["sample_index"] for row in dataset] == [0, 1, 2]
+
+
 class ScriptedReward:
     """Hands out fixed rewards in completion order, standing in for a verifier."""
 

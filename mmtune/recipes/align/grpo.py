@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from datasets import Dataset
+from datasets import Dataset, Features, Image, List, Value
 from torch import nn
 from torch.utils.data import Sampler
 from transformers import TrainerCallback, set_seed
@@ -34,7 +34,7 @@ from transformers.trainer import TRAINING_ARGS_NAME
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model
 
-from mmtune.data.sample import Sample, assistant_turn, content_parts, load_image
+from mmtune.data.sample import Sample, assistant_turn, content_parts
 from mmtune.data.validate import DEFAULT_MAX_PIXELS
 from mmtune.eval.metrics.grounding import box_format_for
 from mmtune.files import append_jsonl, atomic_write_text, read_jsonl
@@ -201,14 +201,18 @@ class RewardLog(TrainerCallback):
 
 def _prompt_dataset(samples: Sequence[Sample]) -> Dataset:
     """TRL's conversational vision format: the prompt turns (image parts as placeholders), the prompt's
-    images, and each row's index into ``samples`` so rewards find its references."""
+    images, and each row's index into ``samples`` so rewards find its references. Image files stay
+    paths, opened as RGB when a batch needs them; in-memory images are stored encoded."""
+    image = Image(mode="RGB")
     prompts, images = [], []
     for s in samples:
         messages = [{"role": m["role"], "content": content_parts(m)} for m in s.prompt_messages()]
         n = sum(p.get("type") == "image" for m in messages for p in m["content"])
         prompts.append(messages)
-        images.append([load_image(ref) for ref in s.images[:n]])
-    return Dataset.from_dict({"prompt": prompts, "images": images, "sample_index": list(range(len(samples)))})
+        images.append([image.encode_example(str(ref) if isinstance(ref, Path) else ref) for ref in s.images[:n]])
+    columns = Features({"images": List(image), "sample_index": Value("int64")})
+    dataset = Dataset.from_dict({"images": images, "sample_index": list(range(len(samples)))}, features=columns)
+    return dataset.add_column("prompt", prompts)
 
 
 def _trl_rewards(samples: Sequence[Sample], box_format: str, weights: dict[str, float]) -> list:
