@@ -123,9 +123,9 @@ def _self(args: argparse.Namespace) -> list:
     loaded = load_tuned(args.model, allow_pickle=args.allow_pickle)
     box_format = box_format_for(loaded.groups.family.box_format, loaded.processor)
     options = TASKS.lookup(args.task).info.options
-    wanted = {"root": args.root, "n": args.n, "split": args.split, "box_format": box_format}
-    with _world(args):
-        task = get_task(args.task, **{k: v for k, v in wanted.items() if k in options and v is not None})
+    wanted = {"root": args.root, "n": args.n, "split": args.split, "box_format": box_format,
+              "variant": args.world_variant}
+    task = get_task(args.task, **{k: v for k, v in wanted.items() if k in options and v is not None})
     return self_pairs(loaded.model, loaded.processor, task, settings, limit=args.n)
 
 

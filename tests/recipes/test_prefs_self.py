@@ -138,11 +138,18 @@ def test_cli_builds_self_pairs_from_a_checkpoint(tiny_dir, tmp_path, capsys):
 
     out = tmp_path / "self.jsonl"
     code = prefs_cli("--method", "self", "--model", str(tiny_dir), "--task", "world_describe", "--n", "4",
-                     "--samples", "6", "--max-new-tokens", "24", "--out", str(out))
+                     "--world-variant", "cooc", "--samples", "6", "--max-new-tokens", "24", "--out", str(out))
     printed = capsys.readouterr().out
     pairs = read_preferences(out)
     assert pairs and code == 0 and f"{out}: {len(pairs)} pairs (self: {len(pairs)})" in printed
     assert all(p.meta["construction"]["method"] == "self" and p.id.startswith("describe-train") for p in pairs)
+    # the prompts are the cooc world's scenes (the task says so in its name), on the train split
+    assert {p.meta["construction"]["task"] for p in pairs} == {"world_describe_cooc"}
+    from PIL import Image
+
+    cooc = {s.id + "-self": s for s in get_task("world_describe", split="train", n=4, variant="cooc").samples}
+    for pref in pairs:
+        assert Image.open(pref.images[0]).convert("RGB").tobytes() == cooc[pref.id].images[0].tobytes()
 
 
 def test_cli_names_what_a_method_needs():
