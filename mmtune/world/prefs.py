@@ -139,7 +139,7 @@ def hallucinated(scene: Scene, respond: Callable[[Scene], str], kinds: Sequence[
     return None
 
 
-def injected_pairs(task: str = "caption", *, split: str = "train", n: int = 100, seed: int = 0,
+def injected_pairs(task: str = "describe", *, split: str = "train", n: int = 100, seed: int = 0,
                    kinds: Sequence[str] = HALLUCINATIONS) -> list[Preference]:
     """``n`` pairs on ``split`` scenes of world ``task`` (a key of ``RESPONSES``), one
     hallucination each; the kinds take turns so each is about equally common."""
