@@ -1,5 +1,6 @@
 """`mmtune bench --workers N`: the same run JSONs as the serial bench, failures named, kills resumed;
 and the worker count and environment worked out on this CPU for a GPU machine too."""
+import contextlib
 import hashlib
 import json
 import os
@@ -110,24 +111,49 @@ def test_a_failed_run_is_named_the_others_are_kept_and_a_rerun_resumes(serial, t
             k: v for k, v in expected[run_id].items() if k != "settings"}
 
 
+def _started(argv: list[str], stderr=subprocess.DEVNULL) -> subprocess.Popen:
+    """``mmtune`` in its own session, so that it and its workers can be killed together."""
+    return subprocess.Popen([sys.executable, "-m", "mmtune.cli", *argv], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=stderr, text=True, start_new_session=True)
+
+
+def _wait_for_runs(bench: subprocess.Popen, out: Path, more_than: int) -> None:
+    deadline = time.monotonic() + 300
+    while len(list((out / "runs").glob("*.json"))) <= more_than and bench.poll() is None:
+        assert time.monotonic() < deadline, "the bench wrote no run in 5 minutes"
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
-def test_a_killed_parallel_bench_leaves_whole_run_files_and_resumes(serial, tmp_path):
+def test_a_killed_worker_or_bench_leaves_whole_run_files_and_resumes(serial, tmp_path):
+    import psutil
+
     fx, expected, weights = serial
     out = tmp_path / "killed"
-    argv = [sys.executable, "-m", "mmtune.cli", *_two_targets(fx, out), "--workers", "2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    bench = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    argv = _two_targets(fx, out) + ["--workers", "2"]
+    # One worker killed mid-run (as the out-of-memory killer would): the bench stops and says so.
+    bench = _started(argv, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 300
-        while not list((out / "runs").glob("*.json")) and time.monotonic() < deadline and bench.poll() is None:
-            time.sleep(0.2)
+        _wait_for_runs(bench, out, more_than=0)
+        workers = [p for p in psutil.Process(bench.pid).children() if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2
+        workers[0].kill()
+        _, err = bench.communicate(timeout=120)
     finally:
-        os.killpg(bench.pid, signal.SIGKILL)  # the parent and its workers, mid-run
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(bench.pid, signal.SIGKILL)
+    assert bench.returncode == 2 and "a bench worker process died (killed, out of memory" in err
+    first = _runs(out)  # every run file left is whole JSON
+    assert first and set(first) < RUN_IDS
+    # The whole bench killed mid-run: the parent and its workers at once.
+    bench = _started(argv)
+    try:
+        _wait_for_runs(bench, out, more_than=len(first))
+    finally:
+        os.killpg(bench.pid, signal.SIGKILL)
         bench.wait()
-    finished = _runs(out)  # every file left there is whole JSON
-    assert finished and set(finished) < RUN_IDS
-    assert main(_two_targets(fx, out) + ["--workers", "2"]) == 0
+    assert set(_runs(out)) <= RUN_IDS
+    assert main(argv) == 0
     assert _runs(out) == expected and _weights(out) == weights
 
 
