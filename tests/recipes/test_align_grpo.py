@@ -57,6 +57,31 @@ def test_answer_reward_is_the_eval_score(kind, meta, completion, expected):
     assert answer_reward(completion, _sample(kind, **meta)) == pytest.approx(expected, abs=1e-9)
 
 
+@pytest.mark.parametrize("completion, expected", [
+    # the scene holds a circle and a square; reward = F1 of the objects named (precision = 1 - CHAIR_i)
+    ("There is a circle and a square.", 1.0),
+    ("A large blue circle.", 2 / 3),  # precision 1, recall 1/2
+    ("a circle and a star.", 0.5),  # precision 1/2, recall 1/2
+    ("a circle, a square and a star", 0.8),  # precision 2/3, recall 1
+    ("nothing here", 0.0),  # names no object: nothing described
+])
+def test_description_reward_reads_world_scenes_as_world_describe_does(completion, expected):
+    """World descriptions are judged as the eval task world_describe judges them: world object names,
+    truth = the scene's exact object list (the caption naming a star does not make a star present)."""
+    sample = Sample("d", [user_turn("Describe the image in detail.", n_images=0)], [],
+                    {"task": "describe", "objects": ["circle", "square"], "captions": ["a circle and a star."]})
+    assert answer_reward(completion, sample) == pytest.approx(expected)
+    assert format_reward(completion, sample) == float(expected > 0)
+
+
+def test_description_reward_on_coco_counts_caption_objects_and_synonyms():
+    """COCO: truth = the instance objects plus those the reference captions name, as CHAIR's chair.py
+    does ("man" is a person, "couch" present); "A dog and a cat." has precision 1/2, recall 1/3: F1 0.4."""
+    sample = _sample("describe", objects=["dog", "person"], captions=["A man with a dog on a couch."])
+    assert answer_reward("A dog and a cat.", sample) == pytest.approx(0.4)
+    assert answer_reward("A person and a dog on a sofa.", sample) == pytest.approx(1.0)
+
+
 def test_iou_reward_reads_boxes_in_the_family_format():
     sample = _sample("grounding", box=[0.2, 0.2, 0.4, 0.4])
     assert iou_reward("[100, 100, 300, 300]", sample, box_format="norm1000") == pytest.approx(1 / 7)
@@ -83,8 +108,9 @@ def test_world_samples_carry_their_kind_and_references():
     assert task_kind(sciqa[0]) == "multiple_choice"
     for sample in sciqa:  # the world's reference answer earns the full reward
         assert answer_reward(sample.text_of("assistant")[0], sample) == 1.0
-    refcoco = get_world_task("refcoco").samples("train", 1)[0]
-    assert answer_reward(refcoco.text_of("assistant")[0], refcoco) == pytest.approx(1.0)
+    for task in ("refcoco", "describe", "vqa", "iconqa", "mme"):
+        sample = get_world_task(task).samples("train", 1)[0]
+        assert answer_reward(sample.text_of("assistant")[0], sample) == pytest.approx(1.0), task
 
 
 def test_unrewardable_samples_are_named_before_training():
