@@ -300,3 +300,4 @@ def test_prompt_without_reference_answer_is_validated_and_trained(tiny_dir, tmp_
     run = prepare_grpo(model, processor, [prompt_only, broken], GRPOSettings(
         num_generations=2, batch_size=2, skip_invalid=True), tmp_path)
     assert run.num_samples == 1 and run.trainer.train_dataset[0]["prompt"][-1]["role"] == "user"
+    assert run.trainer.max_completion_length == 8  # by default as long as `mmtune eval` lets a letter answer be

@@ -41,7 +41,7 @@ from mmtune.files import append_jsonl, atomic_write_text, read_jsonl
 from mmtune.models import resolve_groups
 from mmtune.models.generic import unwrap
 from mmtune.models.loading import pickle_files, trusted_pickles
-from mmtune.recipes.align.rewards import REWARDS, check_rewardable
+from mmtune.recipes.align.rewards import REWARDS, check_rewardable, judge
 from mmtune.recipes.divergence import DivergenceGuard
 from mmtune.recipes.sft import (
     LOSS_LOG,
@@ -81,7 +81,9 @@ class GRPOSettings:
     reward_weights: dict[str, float] = field(
         default_factory=lambda: {"answer": 1.0, "format": 0.5},
         metadata={"help": f"weight of each verifiable reward ({', '.join(REWARDS)}); the sum is the reward"})
-    max_completion_length: int = field(default=16, metadata={"help": "tokens generated per completion at most"})
+    max_completion_length: int | None = field(default=None, metadata={
+        "help": "tokens generated per completion at most; default: the max_new_tokens `mmtune eval` answers the "
+                "samples' tasks with (the longest of them)"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature of the completions"})
     lr: float = field(default=1e-5, metadata={"help": "peak learning rate of the trainable parameters"})
     group_lr: dict[str, float] = field(default_factory=dict, metadata={"help": "learning rate per group"})
@@ -104,7 +106,7 @@ class GRPOSettings:
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"grpo.{name} must be a finite number >= 0, got {value!r}")
         for name in ("num_generations", "max_completion_length", "max_steps", "batch_size", "grad_accum"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"grpo.{name} must be > 0, got {getattr(self, name)}")
         if self.num_generations < 2:
             raise ValueError(f"grpo.num_generations must be >= 2, got {self.num_generations}: advantages compare "
@@ -235,13 +237,13 @@ def _text(content: Any) -> str:
     return content if isinstance(content, str) else "".join(p.get("text", "") for p in content if p.get("type") == "text")
 
 
-def _grpo_args(config: GRPOSettings, output_dir: Path) -> GRPOConfig:
+def _grpo_args(config: GRPOSettings, output_dir: Path, max_completion_length: int) -> GRPOConfig:
     return GRPOConfig(
         output_dir=str(output_dir),
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
         num_generations=config.num_generations,
-        max_completion_length=config.max_completion_length,
+        max_completion_length=max_completion_length,
         temperature=config.temperature,
         beta=config.beta,
         epsilon=config.epsilon,
@@ -306,7 +308,8 @@ def prepare_grpo(model: nn.Module, processor: Any, samples: Sequence[Sample], co
     logger.info("%s", summary.table())
 
     weights = {k: v for k, v in config.reward_weights.items() if v}
-    args = _grpo_args(config, output_dir)
+    length = config.max_completion_length or max(judge(s, box_format).generation.max_new_tokens for s in train_samples)
+    args = _grpo_args(config, output_dir, length)
     args.reward_weights = list(weights.values())
     trainer = GRPORunTrainer(
         model=model,
