@@ -130,6 +130,7 @@ def test_unrewardable_samples_are_named_before_training():
     (dict(num_generations=4, batch_size=6), "batch_size=6 must be a multiple of num_generations=4"),
     (dict(num_generations=1, batch_size=2), "num_generations must be >= 2"),
     (dict(reward_weights={"answr": 1.0}), "answr are no rewards"),
+    (dict(reward_weights={"answer": 0.0}), "at least one of answer, format"),
     (dict(beta=-0.1), "grpo.beta"),
     (dict(loss_type="ppo"), "grpo.loss_type='ppo' is unknown"),
 ])

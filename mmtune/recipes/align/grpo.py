@@ -124,6 +124,8 @@ class GRPOSettings:
         unknown = sorted(set(self.reward_weights) - set(REWARDS))
         if unknown:
             raise ValueError(f"grpo.reward_weights: {', '.join(unknown)} are no rewards; use {', '.join(REWARDS)}")
+        if not any(self.reward_weights.values()):
+            raise ValueError(f"grpo.reward_weights: give at least one of {', '.join(REWARDS)} a weight other than 0")
         if self.save_steps < 0:
             raise ValueError(f"grpo.save_steps must be >= 0, got {self.save_steps}")
         if not 0.0 <= self.warmup_ratio < 1.0:
@@ -217,8 +219,8 @@ def _prompt_dataset(samples: Sequence[Sample]) -> Dataset:
     return dataset.add_column("prompt", prompts)
 
 
-def _trl_rewards(samples: Sequence[Sample], box_format: str, weights: dict[str, float]) -> list:
-    """One TRL reward function per weighted reward: completions of a batch -> their rewards."""
+def _trl_rewards(samples: Sequence[Sample], box_format: str, names: list[str]) -> list:
+    """One TRL reward function per named reward: completions of a batch -> their rewards."""
 
     def make(name: str):
         reward = REWARDS[name]
@@ -230,7 +232,7 @@ def _trl_rewards(samples: Sequence[Sample], box_format: str, weights: dict[str, 
         score.__name__ = name  # TRL logs rewards/<name>/mean and /std
         return score
 
-    return [make(name) for name in weights]
+    return [make(name) for name in names]
 
 
 def _text(content: Any) -> str:
@@ -249,7 +251,7 @@ def _grpo_args(config: GRPOSettings, output_dir: Path, max_completion_length: in
         epsilon=config.epsilon,
         loss_type=config.loss_type,
         scale_rewards=config.scale_rewards,
-        reward_weights=list(config.reward_weights.values()),
+        reward_weights=[w for w in config.reward_weights.values() if w],  # zero-weight rewards are not computed
         learning_rate=config.lr,
         lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a share of the total steps
@@ -307,14 +309,11 @@ def prepare_grpo(model: nn.Module, processor: Any, samples: Sequence[Sample], co
     model, summary = apply_strategy(model, strategy, groups)
     logger.info("%s", summary.table())
 
-    weights = {k: v for k, v in config.reward_weights.items() if v}
     length = config.max_completion_length or max(judge(s, box_format).generation.max_new_tokens for s in train_samples)
-    args = _grpo_args(config, output_dir, length)
-    args.reward_weights = list(weights.values())
     trainer = GRPORunTrainer(
         model=model,
-        reward_funcs=_trl_rewards(train_samples, box_format, weights),
-        args=args,
+        reward_funcs=_trl_rewards(train_samples, box_format, [name for name, w in config.reward_weights.items() if w]),
+        args=_grpo_args(config, output_dir, length),
         train_dataset=_prompt_dataset(train_samples),
         processing_class=processor,
         reference=reference,
