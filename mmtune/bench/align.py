@@ -39,7 +39,7 @@ from mmtune.strategies.spec import format_spec, parse_spec
 
 TARGET = "hallucination"  # the align bench's one target: E is scored on the hallucination sets together
 PREFS_DIR = "prefs"
-# objective -> the settings class its row arguments set (sft takes none)
+# a row's first part: its row arguments set ObjectiveConfig (dpo, kto, mdpo) or GRPOSettings (grpo); sft takes none
 OBJECTIVES = ("sft", "dpo", "kto", "mdpo", "grpo")
 
 
@@ -98,7 +98,7 @@ class AlignBenchConfig:
     def __post_init__(self) -> None:
         if not self.rows:
             raise ConfigError("align bench config: rows is empty; list at least one, e.g. dpo+lora")
-        parsed = [self.row(r) for r in self.rows]
+        parsed = self.parsed_rows()
         if len({r.label for r in parsed}) != len(parsed):
             raise ConfigError("align bench config: a row is listed twice")
         for r in parsed:
@@ -111,16 +111,21 @@ class AlignBenchConfig:
             raise ConfigError("align bench config: n_describe_pairs, n_existence_pairs and n_grpo_prompts must be >= 0")
         self.bench_config()  # sets, sizes and the base's settings checked as the tuning bench checks them
 
-    def row(self, text: str) -> AlignRow:
-        return parse_align_row(text)
+    def parsed_rows(self) -> list[AlignRow]:
+        return [parse_align_row(r) for r in self.rows]
 
     def bench_config(self) -> BenchConfig:
         """The tuning bench's config over the same base and sets, whose ``Bench`` evaluates for this one."""
-        strategies = sorted({self.row(r).strategy for r in self.rows})
-        return BenchConfig(model=self.model, world_preset=self.world_preset, world_projector=self.world_projector,
-                           targets=list(self.hallucination), seen=list(self.seen), strategies=strategies,
-                           seeds=list(self.seeds), n_test=self.n_test, eval_batch_size=self.eval_batch_size,
-                           bootstrap_resamples=self.bootstrap_resamples, out_dir=self.out_dir)
+        strategies = sorted({r.strategy for r in self.parsed_rows()})
+        config = BenchConfig(model=self.model, world_preset=self.world_preset, world_projector=self.world_projector,
+                             targets=list(self.hallucination), seen=list(self.seen), strategies=strategies,
+                             seeds=list(self.seeds), n_test=self.n_test, eval_batch_size=self.eval_batch_size,
+                             bootstrap_resamples=self.bootstrap_resamples, out_dir=self.out_dir)
+        for ref in [*config.targets, *config.seen]:
+            if ref.eval_task.startswith("world_") and "n" not in ref.task_args:
+                # a world set's first n_test samples are the same for any n >= n_test: draw no more
+                ref.task_args = {**ref.task_args, "n": self.n_test}
+        return config
 
     def training_for(self, row: AlignRow, seed: int) -> TrainingConfig:
         """The row's optimisation settings: its strategy's lr and the seed; no checkpoints (runs are short)."""
@@ -234,6 +239,28 @@ def build_data(config: AlignBenchConfig) -> AlignData:
     return AlignData(describe + existence_pairs(probes[: config.n_existence_pairs]), probes[: config.n_grpo_prompts])
 
 
+# -- scores ----------------------------------------------------------------------------------------
+def alignment_scores(before: dict[str, float], after: dict[str, float], ranges: dict[str, float],
+                     lower_is_better: set[str], hallucination: list[str], seen: list[str]) -> dict[str, Any]:
+    """E = mean improvement over the ``hallucination`` sets on the common scale (a lower-is-better metric's
+    drop counts positive: CHAIR_i), F = mean change over the ``seen`` sets, O = E + F, and every set's
+    raw and scaled change."""
+
+    def part(names: list[str]) -> tuple[dict[str, float], dict[str, float]]:
+        b, a = {n: before[n] for n in names}, {n: after[n] for n in names}
+        return seen_deltas(a, b), scaled_deltas(a, b, {n: ranges[n] for n in names}, lower_is_better)
+
+    h_raw, h_scaled = part(hallucination)
+    s_raw, s_scaled = part(seen)
+    e = sum(h_scaled.values()) / len(h_scaled)
+    f = sum(s_scaled.values()) / len(s_scaled)
+    return {"E": e, "F": f, "O": e + f, "hallucination_sets": list(hallucination),
+            "hallucination_deltas": h_raw, "hallucination_scaled": h_scaled, "seen_deltas": s_raw,
+            "seen_scaled": s_scaled, "scores_before": {n: before[n] for n in [*hallucination, *seen]},
+            "scores_after": {n: after[n] for n in [*hallucination, *seen]},
+            "ranges": {n: ranges[n] for n in [*hallucination, *seen]}, "lower_is_better": sorted(lower_is_better)}
+
+
 # -- runs ------------------------------------------------------------------------------------------
 def run_id(row: AlignRow, seed: int) -> str:
     return f"{slug(row.label)}__seed{seed}"
@@ -335,25 +362,11 @@ class AlignBench:
                 "settings": self.settings(row, seed)}
 
     def scores(self, base, after) -> dict[str, Any]:
-        """E (mean improvement on the hallucination sets), F (on the seen sets), O, and every set's change."""
-        cfg = self.bench.config
-        ranges = {r.name: base.ranges[r.name] for r in self.refs}
+        """The run's E, F, O and set changes from the base's and the aligned model's scores."""
         lower = {r.name for r in self.refs if not higher_is_better(self.metric(r))}
-
-        def part(refs: list[TaskRef]) -> tuple[dict[str, float], dict[str, float]]:
-            before = {r.name: base.scores[r.name] for r in refs}
-            now = {r.name: after.scores[r.name] for r in refs}
-            return seen_deltas(now, before), scaled_deltas(now, before, ranges, lower)
-
-        h_raw, h_scaled = part(cfg.targets)
-        s_raw, s_scaled = part(cfg.seen)
-        e = sum(h_scaled.values()) / len(h_scaled)
-        f = sum(s_scaled.values()) / len(s_scaled)
-        return {"E": e, "F": f, "O": e + f, "hallucination_deltas": h_raw, "hallucination_scaled": h_scaled,
-                "seen_deltas": s_raw, "seen_scaled": s_scaled, "scores_after": dict(after.scores),
-                "scores_before": {r.name: base.scores[r.name] for r in self.refs}, "ranges": ranges,
-                "metrics": {r.name: self.metric(r) for r in self.refs}, "lower_is_better": sorted(lower),
-                "hallucination_sets": [r.name for r in cfg.targets]}
+        return {**alignment_scores(base.scores, after.scores, base.ranges, lower,
+                                   [r.name for r in self.bench.config.targets], [r.name for r in self.bench.config.seen]),
+                "metrics": {r.name: self.metric(r) for r in self.refs}}
 
     def run(self) -> dict[str, Path]:
         """Run every unfinished (row, seed) and render the report; returns the report files."""
@@ -364,7 +377,7 @@ class AlignBench:
         base = self.bench.base_scores()
         self.log(f"preference data: {len(self.data.pairs)} pairs, {len(self.data.prompts)} GRPO prompts "
                  f"(world {self.config.world}), in {self.out / PREFS_DIR}")
-        plan = [(self.config.row(text), seed) for seed in self.config.seeds for text in self.config.rows]
+        plan = [(row, seed) for seed in self.config.seeds for row in self.config.parsed_rows()]
         for i, (row, seed) in enumerate(plan, 1):
             where = f"[{i}/{len(plan)}] {row.label} | seed {seed}"
             if self.finished(row, seed):
@@ -381,3 +394,28 @@ class AlignBench:
 def run_align_bench(config: AlignBenchConfig, log: Callable[[str], None] = print) -> dict[str, Path]:
     """Run (or resume) the alignment bench ``config`` describes; returns the report's paths."""
     return AlignBench(config, log).run()
+
+
+def wants_align(preset: str | None, config_path: str | None) -> bool:
+    """Whether ``mmtune bench`` was asked for the align bench: ``--preset align`` or ``preset: align`` in the YAML."""
+    return preset == "align" or (preset is None and bool(config_path)
+                                 and load_yaml(config_path).get("preset") == "align")
+
+
+def run_from_cli(args: Any) -> dict[str, Path]:
+    """``mmtune bench --preset align``: the align preset < --config < --set, with --out, --strategies (rows,
+    ';'-separated) and --projector; options of the tuning bench only are refused by name."""
+    refused = [flag for flag, value in (("--targets", args.targets), ("--workers", args.workers)) if value]
+    if refused:
+        raise ConfigError(f"mmtune bench --preset align does not take {', '.join(refused)}: its sets are "
+                          "hallucination: and seen: (set them with --set or --config) and its runs go one at a time")
+    overrides = list(args.overrides)
+    if args.out:
+        overrides.append(f"out_dir={args.out}")
+    if args.projector:
+        overrides.append(f"world_projector={args.projector}")
+    config = load_align_config(args.config, overrides)
+    if args.strategies:
+        # Rows contain commas (``dpo(loss_type=ipo, beta=0.2)+lora``), so the list is split on ';'.
+        config = dataclasses.replace(config, rows=[s.strip() for s in args.strategies.split(";") if s.strip()])
+    return run_align_bench(config)

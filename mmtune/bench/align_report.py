@@ -9,6 +9,7 @@ hallucination sets, so CHAIR_i's drop and POPE's F1 gains move together in each 
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,13 @@ def write_align_report(out_dir: str | Path, resamples: int | None = None) -> dic
         "plot": bench_figure({target: summary}, {target: points(summary)}, out_dir / "pareto.png"),
         "curves": curves_figure(runs, out_dir / "curves.png"),
     }
+
+
+def render_report(out_dir: str | Path) -> dict[str, Path]:
+    """Re-render a bench folder's report: the align bench's for a folder it wrote, else the tuning bench's."""
+    config = Path(out_dir) / "config.json"
+    if config.exists() and json.loads(config.read_text(encoding="utf-8")).get("bench") == "align":
+        return write_align_report(out_dir)
+    from mmtune.bench.report import write_report
+
+    return write_report(out_dir)

@@ -12,8 +12,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "seen sets before/after (F), and write results.json, report.md and pareto.png. "
                     "A rerun with the same --out resumes: finished runs are skipped.",
     )
-    p.add_argument("--preset", choices=("quick", "full"), default=None,
-                   help="quick (default: ~2 targets, 1 seed, minutes on a CPU) or full (more targets, steps, seeds)")
+    p.add_argument("--preset", choices=("quick", "full", "align"), default=None,
+                   help="quick (default: ~2 targets, 1 seed, minutes on a CPU), full (more targets, steps, seeds) or "
+                        "align (preference alignment of a base that hallucinates: SFT, DPO, IPO, KTO, mDPO, GRPO rows; "
+                        "E = hallucination reduction, F = the alignment tax; see mmtune.bench.align)")
     p.add_argument("--config", default=None, help="YAML file of bench settings (see configs/bench_*.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set n_train=32 --set training.max_steps=8")
@@ -38,14 +40,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from mmtune.bench.report import write_report
+    from mmtune.bench.align import run_from_cli, wants_align
+    from mmtune.bench.align_report import render_report
 
     if args.report:
-        paths = write_report(args.report)
+        paths = render_report(args.report)
     elif args.compare:
         from mmtune.bench.compare import compare
 
         paths = compare(*args.compare, args.out or "bench_compare")
+    elif wants_align(args.preset, args.config):
+        paths = run_from_cli(args)
     else:
         from mmtune.bench.grid import load_bench_config
         from mmtune.bench.runner import run_bench
