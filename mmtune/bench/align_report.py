@@ -137,8 +137,17 @@ def align_markdown(summary: dict[str, dict[str, Any]], rec: dict[str, Any], base
     return "\n".join(lines)
 
 
+SMOOTHING = 5  # steps in the trailing mean drawn over each curve (a step's batch of 8 is noisy)
+
+
+def trailing_mean(values: list[float], window: int = SMOOTHING) -> list[float]:
+    """Each value averaged with up to ``window - 1`` values before it."""
+    return [sum(values[max(0, i - window + 1): i + 1]) / (i + 1 - max(0, i - window + 1)) for i in range(len(values))]
+
+
 def curves_figure(runs: list[dict[str, Any]], path: str | Path) -> Path:
-    """Reward margin, preference accuracy and GRPO's mean reward per step, one line per run."""
+    """Reward margin, preference accuracy and GRPO's mean reward per step, one line per run (trailing
+    mean over ``SMOOTHING`` steps)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -151,8 +160,9 @@ def curves_figure(runs: list[dict[str, Any]], path: str | Path) -> Path:
         for r in runs:
             steps = [(s["step"], s[key]) for s in r.get("curve", []) if key in s]
             if steps:
-                ax.plot(*zip(*steps), label=f"{r['row']} (seed {r['seed']})", linewidth=1)
-        ax.set(title=title, xlabel="optimizer step")
+                x, y = zip(*steps)
+                ax.plot(x, trailing_mean(list(y)), label=f"{r['row']} (seed {r['seed']})", linewidth=1)
+        ax.set(title=f"{title}, mean of {SMOOTHING} steps", xlabel="optimizer step")
         if ax.lines:
             ax.legend(fontsize=6)
     fig.tight_layout()

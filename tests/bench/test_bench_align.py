@@ -12,6 +12,7 @@ from mmtune.bench.align import (
     load_align_config,
     parse_align_row,
 )
+from mmtune.bench.align_report import trailing_mean
 from mmtune.bench.sample_scores import sample_scores
 from mmtune.bench.uncertainty import SampleScores, resample_indices
 from mmtune.cli import main
@@ -98,6 +99,11 @@ def test_existence_pairs_reject_the_wrong_answer():
     for sample, pair in zip(samples, pairs):
         assert pair.chosen == sample.meta["answer"] and {pair.chosen, pair.rejected} == {"yes", "no"}
         assert pair.messages == sample.prompt_messages() and pair.meta["construction"]["method"] == "injected"
+
+
+def test_curves_are_drawn_as_a_trailing_mean():
+    assert trailing_mean([1.0, 3.0, 5.0, 7.0], window=2) == [1.0, 2.0, 4.0, 6.0]  # by hand
+    assert trailing_mean([2.0, 4.0, 9.0], window=5) == [2.0, 3.0, 5.0]
 
 
 def test_a_row_reads_objective_then_strategy():
