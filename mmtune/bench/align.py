@@ -104,6 +104,12 @@ class AlignBenchConfig:
         for r in parsed:
             self.objective_settings(r, 0)  # bad objective arguments fail before the base is evaluated
         from mmtune.world.prefs import EDITS
+        from mmtune.world.scenes import world_variant_named
+
+        try:
+            world_variant_named(self.world)
+        except ValueError as e:
+            raise ConfigError(f"align bench config: world: {e}") from None
 
         if not self.injected or (unknown := sorted(set(self.injected) - set(EDITS))):
             raise ConfigError(f"align bench config: injected {unknown or self.injected} must be some of {', '.join(EDITS)}")

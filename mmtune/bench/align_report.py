@@ -82,6 +82,7 @@ def summarize_align(runs: list[dict[str, Any]], base: dict[str, Any] | None,
             "hallucination": mean_of("hallucination_scaled"),
             "hallucination_ci": {n: ci(f"set:{n}") for n in rs[0]["hallucination_sets"]},
             "seen_deltas": mean_of("seen_deltas"), "seen_scaled": mean_of("seen_scaled"),
+            "scores_after": mean_of("scores_after"),
             "objective": rs[0]["objective"], "strategy": rs[0]["strategy"], "seeds": [r["seed"] for r in rs],
             "final_margin": _final(rs, "margin"), "final_accuracy": _final(rs, "accuracy"),
             "final_reward": _final(rs, "reward"),
@@ -130,6 +131,7 @@ def align_markdown(summary: dict[str, dict[str, Any]], rec: dict[str, Any], base
                      f"{score_cell(r['F'], n, r['F_ci'])} | {score_cell(r['O'], n, r['O_ci'])} | "
                      + " | ".join(cells) + f" | {_opt(margin, '+.2f')} | {_opt(r['final_accuracy'], '.2f')} | "
                      f"{r['trainable_params'] or '-'} | {r['train_seconds']:.0f} |")
+    lines += ["", *after_table(summary, base, hall, metrics, lower)]
     tied = f", tied with {', '.join(f'`{t}`' for t in rec['tied'])}" if rec["tied"] else ""
     lines += ["", f"**Recommendation: `{rec['strategy']}`{tied}** — {rec['why']}.", "",
               "![E (hallucination reduction) vs F (alignment tax), beside the seen-set changes](pareto.png)", "",
@@ -143,6 +145,26 @@ SMOOTHING = 5  # steps in the trailing mean drawn over each curve (a step's batc
 def trailing_mean(values: list[float], window: int = SMOOTHING) -> list[float]:
     """Each value averaged with up to ``window - 1`` values before it."""
     return [sum(values[max(0, i - window + 1): i + 1]) / (i + 1 - max(0, i - window + 1)) for i in range(len(values))]
+
+
+def after_table(summary: dict[str, dict[str, Any]], base: dict[str, Any] | None, hall: list[str],
+                metrics: dict[str, str], lower: set[str]) -> list[str]:
+    """The hallucination sets' scores after alignment, mean over seeds, with the change relative to the
+    base's score (how much of the base's hallucination a row removed)."""
+    if not base:
+        return []
+    before = base["scores"]
+    lines = ["Scores after alignment (change relative to the base's score):", "",
+             "| row | " + " | ".join(f"{n} {metrics[n]} (base {before[n]:.1f})" for n in hall) + " |",
+             "|---" * (1 + len(hall)) + "|"]
+    for name, r in sorted(summary.items(), key=lambda kv: -kv[1]["O"][0]):
+        cells = []
+        for n in hall:
+            after = r["scores_after"][n]
+            relative = f" ({100 * (after - before[n]) / before[n]:+.0f}%)" if before[n] else ""
+            cells.append(f"{after:.1f}{relative}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def curves_figure(runs: list[dict[str, Any]], path: str | Path) -> Path:

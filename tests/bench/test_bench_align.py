@@ -146,7 +146,7 @@ def test_align_bench_end_to_end_and_resume(untrained_world_model, tmp_path, caps
     assert (out / "prefs" / "pairs.jsonl").read_text().count("\n") == 4  # 2 describe + 2 existence pairs
     report = (out / "report.md").read_text()
     assert "describe chair_i drop" in report and "dpo(loss_type=sigmoid)+lora(r=4, alpha=8)" in report
-    assert "**Recommendation:" in report
+    assert "**Recommendation:" in report and "Scores after alignment" in report
     assert (out / "pareto.png").stat().st_size > 0 and (out / "curves.png").stat().st_size > 0
     results = json.loads((out / "results.json").read_text())
     assert results["summary"]["sft+full"]["E_ci"] is not None  # per-sample scores on every set
