@@ -62,6 +62,15 @@ def test_e_counts_the_chair_i_drop_as_an_improvement():
     assert worse["E"] == -10.0
 
 
+def test_lower_is_better_comes_from_the_task_kind():
+    from mmtune.bench.scores import higher_is_better, specialization
+
+    assert not higher_is_better("chair_i")  # TASK_KINDS["describe"].higher_is_better is False
+    assert higher_is_better("f1") and higher_is_better("vqa_accuracy") and higher_is_better("cider")
+    assert specialization(20.0, 30.0, higher_is_better=False) == 10.0  # CHAIR_i 30 -> 20: +10
+    assert specialization(20.0, 30.0) == -10.0  # the tuning bench's default direction, unchanged
+
+
 def _describe_predictions():
     from mmtune.eval.task import get_task
 
