@@ -130,7 +130,7 @@ def align_markdown(summary: dict[str, dict[str, Any]], rec: dict[str, Any], base
         lines.append(f"| {name}{' *' if name in front else ''} | {score_cell(r['E'], n, r['E_ci'])} | "
                      f"{score_cell(r['F'], n, r['F_ci'])} | {score_cell(r['O'], n, r['O_ci'])} | "
                      + " | ".join(cells) + f" | {_opt(margin, '+.2f')} | {_opt(r['final_accuracy'], '.2f')} | "
-                     f"{r['trainable_params'] or '-'} | {r['train_seconds']:.0f} |")
+                     f"{'-' if r['trainable_params'] is None else format(r['trainable_params'], ',')} | {r['train_seconds']:.0f} |")
     lines += ["", *after_table(summary, base, hall, metrics, lower)]
     tied = f", tied with {', '.join(f'`{t}`' for t in rec['tied'])}" if rec["tied"] else ""
     lines += ["", f"**Recommendation: `{rec['strategy']}`{tied}** — {rec['why']}.", "",
