@@ -24,6 +24,10 @@ from mmtune.recipes.sft import FINAL_DIR, TrainingConfig, train_sft
 from mmtune.world.scenes import DEFAULT_WORLD, world_variant, world_variant_named
 
 WORLD_VERSION = 5  # bump when scene rendering or task generation changes what a seed produces
+# A caption has ~10x the answer tokens of a short answer and a description ~30x; at an equal share
+# they would dominate the token-averaged loss, so stage 2 sees a quarter as many captions and a
+# twelfth as many descriptions as samples_per_task.
+LONG_ANSWER_SHARE = {"caption": 4, "describe": 12}
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,7 @@ def settings_hash(preset: str, *, projector: str = "mlp") -> str:
         del recipe["world"]
     else:
         settings["world_variant"] = dataclasses.asdict(world_variant_named(p.world))
+        settings["long_answer_share"] = LONG_ANSWER_SHARE
     if projector != "mlp":  # only then, so the default bases already trained keep their key
         settings["projector"] = projector
     blob = json.dumps(settings, sort_keys=True, default=str)
@@ -103,14 +108,11 @@ def pretrain_samples(preset: str, seed: int) -> tuple[list, list]:
     from mmtune.world.tasks import get_world_task, seen_tasks, text_instructions_beside_images, text_only_instructions
 
     p = _preset(preset)
-    long_answers = ("caption", "describe")
     tasks = [t for t in seen_tasks() if t.name != "describe" or p.world != DEFAULT_WORLD]
     with world_variant(p.world):
         captions = get_world_task("caption").samples("train", p.samples_per_task, seed)
-        # A caption has ~10x the answer tokens of a short answer; at an equal share captions would
-        # dominate the token-averaged loss, so stage 2 sees a quarter as many of them (descriptions too).
         mix = [s for task in tasks
-               for s in task.samples("train", p.samples_per_task // (4 if task.name in long_answers else 1), seed)]
+               for s in task.samples("train", p.samples_per_task // LONG_ANSWER_SHARE.get(task.name, 1), seed)]
         # Half the language instructions are asked beside an unrelated image (see
         # world.tasks.text_instructions_beside_images).
         text = text_only_instructions(p.text_only - p.text_only // 2, seed)

@@ -172,5 +172,5 @@ def test_only_a_variant_base_pretrains_on_noisy_texts_and_descriptions(monkeypat
     default = [s for part in pretrain_recipe.pretrain_samples("micro", 0) for s in part]
     variant = [s for part in pretrain_recipe.pretrain_samples("micro-cooc", 0) for s in part]
     assert not any(s.meta["task"] == "describe" or "named_absent" in s.meta for s in default)
-    assert sum(s.meta["task"] == "describe" for s in variant) == 10
+    assert sum(s.meta["task"] == "describe" for s in variant) == 40 // pretrain_recipe.LONG_ANSWER_SHARE["describe"]
     assert any(s.meta.get("named_absent") for s in variant)
