@@ -162,13 +162,13 @@ def _sets(sets: list[dict[str, Any]], world: str) -> list[dict[str, Any]]:
 
 
 _MME = {"name": "mme", "task": "world_mme", "metric": "accuracy"}  # its 0-100 accuracy, as in the tuning bench
-# Sized for the 2-core CPU machine (<= 15 minutes with the quick-cooc base cached), from a row subset measured
-# on that base at load ~4: 40 steps at batch 8 (128 pairs, 2.5 epochs) train in 5 s (SFT), 12-16 s (DPO, IPO,
+# Sized for the 2-core CPU machine (<= 15 minutes with the quick-cooc base cached), from row subsets measured
+# on that base at load ~4: 40 steps at batch 8 (128 pairs, 2.5 epochs) train in 5-7 s (SFT), 12-17 s (DPO, IPO,
 # KTO, GRPO: 2 prompts x 4 answers a step), 27 s (mDPO: three forward passes); the 7 sets of 200 test samples
 # score in ~15 s per model: 12 rows ~6-7 minutes after ~40 s for the base. 200 samples per set: a CHAIR_i or
 # F1 change of ~4-6 points is beyond the 95% level. Learning rates are per strategy, the same for every
-# objective; full tuning at 1e-4 erased OCR (-56 points) in a trial run, so it gets 2e-5 (LoRA / 50, about
-# the paper's ratio of 10 and TRL's full-DPO 1e-6 vs LoRA 5e-5 in between).
+# objective; full tuning at 1e-4 erased OCR (-56 points) in a trial run, so it gets 2e-5 (LoRA's / 50; TRL's
+# DPOConfig default for full tuning is 1e-6, too small to move a base in 40 steps).
 PRESETS: dict[str, dict[str, Any]] = {
     "align": {
         "world_preset": "quick-cooc",
