@@ -168,7 +168,7 @@ _MME = {"name": "mme", "task": "world_mme", "metric": "accuracy"}  # its 0-100 a
 # score in ~15 s per model: 12 rows ~6-7 minutes after ~40 s for the base. 200 samples per set: a CHAIR_i or
 # F1 change of ~4-6 points is beyond the 95% level. Learning rates are per strategy, the same for every
 # objective; full tuning at 1e-4 erased OCR (-56 points) in a trial run, so it gets 2e-5 (LoRA's / 50; TRL's
-# DPOConfig default for full tuning is 1e-6, too small to move a base in 40 steps).
+# DPOConfig default, meant for full tuning of large models, is 1e-6).
 PRESETS: dict[str, dict[str, Any]] = {
     "align": {
         "world_preset": "quick-cooc",
