@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mmtune.bench import parallel
-from mmtune.bench.grid import load_bench_config
+from mmtune.bench.grid import BenchConfig, load_bench_config
 from mmtune.cli import main
 from mmtune.config import ConfigError
 from tests.bench.test_bench_e2e import _argv, _mme, _pope, _scienceqa
@@ -160,7 +160,8 @@ def test_a_killed_worker_or_bench_leaves_whole_run_files_and_resumes(serial, tmp
 def test_workers_setting_is_checked():
     assert load_bench_config(overrides=["workers=auto"]).workers == "auto"
     assert load_bench_config(overrides=["workers=3"]).workers == 3
-    assert load_bench_config().workers == 1  # serial unless asked
+    assert BenchConfig(targets=["iconqa"], seen=["vqa"], strategies=["full"]).workers == 1  # serial unless asked
+    assert load_bench_config().workers == "auto"  # the presets ask: one process per core
     for bad in ("0", "two", "true", "-1"):
         with pytest.raises(ConfigError, match="workers=.*number of worker processes >= 1, or auto"):
             load_bench_config(overrides=[f"workers={bad}"])
