@@ -14,8 +14,13 @@ natural palette) and probe the unchanged encoder on them: which task change woul
 features express the answers, without re-pretraining.
 
     MMTUNE_HOME=/work/mmtune_home OMP_NUM_THREADS=1 python benchmarks/world_experiments/rsvqa_probe.py
+    ... rsvqa_probe.py --train 200 --variants default --features "projector: mean,projector: 16 patches"
 
-Prints a markdown table of balanced accuracy (%, chance 50) per question and feature set.
+``--train`` sets how many scenes a read-out is fitted on: the bench's 1000 rsvqa training samples
+ask each of the five questions of about 200 scenes.
+
+Prints a markdown table of balanced accuracy (%, chance 50) per question and feature set, then per
+rendering how strongly the encoder's designed channels answer a patch by what it holds.
 """
 from __future__ import annotations
 
@@ -90,6 +95,31 @@ def feature_sets(model, images) -> dict[str, np.ndarray]:
     return {k: v.double().numpy() for k, v in sets.items()}
 
 
+@torch.no_grad()
+def patch_response(model, scene_list, images) -> str:
+    """How strongly the encoder answers what a patch holds: the mean norm of the designed content
+    channels (shape, size and colour filters) per patch holding one kind only, or nothing, and the
+    share of patches where a colour unit fires (output above half its design value)."""
+    from mmtune.world.vision import COLOUR_OUT, CONTENT_CHANNELS, _normalised
+
+    pixels = torch.from_numpy(np.stack([_normalised(im) for im in images]).transpose(0, 3, 1, 2)).float()
+    hidden = model.model.vision_tower(pixels, output_hidden_states=True).hidden_states[-1][:, 1:]
+    # The colour units' outputs follow the content channels, the position codes (one-hot column and
+    # row, two ramps) and the anchor (world.vision.init_feature_extractor).
+    first_unit = CONTENT_CHANNELS + 2 * 4 + 2 + 1
+    fired = (hidden[..., first_unit:first_unit + 8].max(-1).values > COLOUR_OUT / 2).float().mean().item()
+    norms: dict[str, list[float]] = {}
+    cell = images[0].size[0] // 4
+    for i, scene in enumerate(scene_list):
+        for p in range(16):
+            x, y = p % 4 * cell, p // 4 * cell
+            kinds = {o.kind for o in scene.objects if o.box[0] < x + cell and x < o.box[2] and o.box[1] < y + cell and y < o.box[3]}
+            if len(kinds) <= 1:
+                norms.setdefault(next(iter(kinds), "nothing"), []).append(hidden[i, p, :CONTENT_CHANNELS].norm().item())
+    cells = ", ".join(f"{k} {np.mean(v):.2f}" for k, v in sorted(norms.items()))
+    return f"content-channel norm per patch: {cells}; colour unit fires on {100 * fired:.0f}% of patches"
+
+
 def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
     return 50.0 * sum(float((pred[y == c] == c).mean()) for c in (0, 1))
 
@@ -150,7 +180,11 @@ def main() -> None:
     natural = [scenes.sample_scene(rng) for _ in range(n)]
     rows: dict[str, dict[str, float]] = {}
 
+    responses: list[str] = []
+
     def run(label: str, images, y: np.ndarray, questions) -> None:
+        scene_list = aerial if label.startswith("aerial") else natural
+        responses.append(f"{label}: {patch_response(model, scene_list[:300], images[:300])}")
         sets = feature_sets(model, images)
         wanted = [f for f in args.features.split(",") if f] or list(sets)
         for name in wanted:
@@ -172,6 +206,7 @@ def main() -> None:
     for key, cells in rows.items():
         print(f"| {key} | " + " | ".join(f"{cells[name]:.1f}" for name in names) + " |")
     print(f"\nbalanced accuracy %, chance 50; {args.train} train / {args.test} held-out scenes, base {args.preset} seed {args.seed}")
+    print("\n".join(responses))
     print("positive rate (aerial): " + ", ".join(f"{q} {100 * y_aerial[:, i].mean():.0f}%" for i, q in enumerate(AERIAL_QUESTIONS)))
 
 
