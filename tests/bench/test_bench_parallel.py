@@ -60,7 +60,7 @@ def serial(tmp_path_factory):
     _pope(fx / "pope")
     save_tiny("llava", fx / "model")
     out = fx / "serial"
-    assert main(_two_targets(fx, out)) == 0
+    assert main(_two_targets(fx, out) + ["--workers", "1"]) == 0  # the presets' default is auto
     runs, weights = _runs(out), _weights(out)
     assert set(runs) == RUN_IDS and len(weights) == 2  # the two "last" runs' weights
     return fx, runs, weights
