@@ -55,7 +55,9 @@ class BenchConfig:
     eval_batch_size: int = 16
     bootstrap_resamples: int = 1000  # resamples of the test samples behind every 95% interval
     out_dir: str = "bench_out"
-    workers: int | str = 1  # runs at once in worker processes: 1 (serial), N, or auto (physical cores, or GPUs)
+    # runs at once in worker processes: 1 (serial), N, or auto (one per GPU; on a CPU one per physical core
+    # for the built-in world base, serial for a checkpoint folder, of which each worker would hold a copy)
+    workers: int | str = 1
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:

@@ -300,6 +300,10 @@ class Bench:
         from mmtune.bench.parallel import resolve_workers, visible_gpus
 
         gpus = visible_gpus()
+        if self.config.workers == "auto" and self.config.model and not gpus:
+            # auto on a CPU parallelises the built-in world base only: a checkpoint of the user's may be
+            # large, and every worker holds its own copy. A number asks for workers whatever the model.
+            return 1, []
         return min(resolve_workers(self.config.workers, gpus), runs), gpus
 
     def run(self) -> dict[str, Path]:

@@ -201,3 +201,18 @@ def test_worker_environment_on_cpu_and_on_gpus(monkeypatch):
     assert parallel.visible_gpus() == ["0", "1"]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert parallel.visible_gpus() == []
+
+
+def test_auto_runs_a_checkpoint_folder_serially_on_a_cpu(monkeypatch, tmp_path):
+    # Every worker holds its own copy of the model: auto parallelises the built-in base, not a user's checkpoint.
+    from mmtune.bench import parallel
+    from mmtune.bench.runner import Bench
+
+    monkeypatch.setattr(parallel, "visible_gpus", lambda: [])
+    monkeypatch.setattr(parallel, "resolve_workers", lambda workers, gpus: 2)
+    grid = dict(targets=["iconqa"], seen=["vqa"], strategies=["full"])
+    assert Bench(BenchConfig(model=str(tmp_path), workers="auto", **grid)).workers(5) == (1, [])
+    assert Bench(BenchConfig(model=str(tmp_path), workers=2, **grid)).workers(5) == (2, [])
+    assert Bench(BenchConfig(workers="auto", **grid), base_path=tmp_path).workers(5) == (2, [])
+    monkeypatch.setattr(parallel, "visible_gpus", lambda: ["0", "1"])
+    assert Bench(BenchConfig(model=str(tmp_path), workers="auto", **grid)).workers(5) == (2, ["0", "1"])
