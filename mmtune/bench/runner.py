@@ -90,8 +90,18 @@ class Bench:
         """The eval task scoring ``ref``, built once."""
         if ref.name not in self._tasks:
             from mmtune.eval.task import get_task
+            from mmtune.world.tasks import WORLD_TASKS
 
-            self._tasks[ref.name] = get_task(ref.eval_task, **ref.task_args)
+            args = dict(ref.task_args)
+            if ref.eval_task.removeprefix("world_") in WORLD_TASKS and ref.eval_task.startswith("world_"):
+                # a world set is drawn to size (its task's default is 200); its first n samples are the
+                # same for any size >= n, so a smaller n_test scores the same samples as before
+                args.setdefault("n", self.config.n_test)
+            task = get_task(ref.eval_task, **args)
+            if len(task.samples) < self.config.n_test:
+                self.log(f"{ref.name}: {len(task.samples)} test samples, fewer than n_test={self.config.n_test}; "
+                         "all of them are scored")
+            self._tasks[ref.name] = task
         return self._tasks[ref.name]
 
     def test_fingerprint(self, ref: TaskRef) -> dict[str, Any]:

@@ -1,4 +1,6 @@
 """Bench rows and configs: parsing, presets, overrides, and errors that name the fix."""
+import dataclasses
+
 import pytest
 
 from mmtune.bench.grid import PRESETS, BenchConfig, TaskRef, load_bench_config
@@ -118,5 +120,23 @@ def test_test_fingerprint_follows_the_test_samples(tmp_path):
     bench = Bench(config, log=lambda _: None)
     first = bench.test_fingerprint(config.targets[0])
     assert first == bench.test_fingerprint(config.targets[0])
-    bench.config.n_test = 5  # other samples scored -> cached base scores and finished runs are not reused
-    assert bench.test_fingerprint(config.targets[0])["test_samples"] != first["test_samples"]
+    more = Bench(dataclasses.replace(config, n_test=5), log=lambda _: None)
+    # other samples scored -> cached base scores and finished runs are not reused
+    assert more.test_fingerprint(more.config.targets[0])["test_samples"] != first["test_samples"]
+
+
+def test_world_sets_are_drawn_to_n_test_and_a_short_set_is_said(tmp_path):
+    # World eval tasks default to 200 samples: a bench asking for 300 must score 300, not 200.
+    from mmtune.bench.runner import Bench
+
+    grid = dict(targets=["iconqa"], seen=["vqa"], strategies=["full"])
+    bench = Bench(BenchConfig(n_test=300, **grid), base_path=tmp_path)
+    assert len(bench.task(bench.config.targets[0]).samples) == 300
+    small = Bench(BenchConfig(n_test=50, **grid), base_path=tmp_path)
+    assert small.task(small.config.seen[0]).samples[:50] == bench.task(bench.config.seen[0]).samples[:50]
+    said: list[str] = []
+    short = Bench(BenchConfig(n_test=300, **{**grid, "targets": [{"name": "iconqa", "task": "world_iconqa",
+                                                                   "task_args": {"n": 20}}]}),
+                  log=said.append, base_path=tmp_path)
+    assert len(short.task(short.config.targets[0]).samples) == 20
+    assert said == ["iconqa: 20 test samples, fewer than n_test=300; all of them are scored"]
