@@ -161,7 +161,7 @@ def after_table(summary: dict[str, dict[str, Any]], base: dict[str, Any] | None,
         cells = []
         for n in hall:
             after = r["scores_after"][n]
-            relative = f" ({100 * (after - before[n]) / before[n]:+.0f}%)" if before[n] else ""
+            relative = f" ({round(100 * (after - before[n]) / before[n]):+d}%)" if before[n] else ""
             cells.append(f"{after:.1f}{relative}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
