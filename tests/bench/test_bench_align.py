@@ -28,7 +28,9 @@ def test_align_preset_loads_twelve_rows_on_the_cooc_world():
     assert sorted(r.arguments.get("loss_type") for r in rows if r.objective == "dpo") == ["ipo", "ipo", "sigmoid", "sigmoid"]
     bench = config.bench_config()
     assert [t.name for t in bench.targets] == ["describe", "pope", "pope_adversarial"]
-    assert all(t.task_args["variant"] == "cooc" for t in bench.targets)
+    # descriptions on the default world's independent scenes, POPE on the variant's (its companions absent)
+    assert "variant" not in bench.targets[0].task_args
+    assert all(t.task_args["variant"] == "cooc" for t in bench.targets[1:])
     assert bench.targets[2].task_args["pope_split"] == "adversarial"
     assert [s.name for s in bench.seen] == ["vqa", "gqa", "ocr", "mme"]
     assert config.world_preset == "quick-cooc" and PRESETS["align"]["world"] == "cooc"
