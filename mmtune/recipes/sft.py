@@ -317,14 +317,7 @@ def train_sft(
     step_losses = StepLossLog(trainer, loss_log)
     trainer.add_callback(step_losses)
     trainer.add_callback(DivergenceGuard(output_dir, training.divergence_factor, step_losses, trainer))
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    # training_args.bin is written for the user, never read back by the Trainer.
-    state_files = [f for f in pickle_files(checkpoint) if f.name != TRAINING_ARGS_NAME] if checkpoint else []
-    with trusted_pickles(state_files, allow_pickle):
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    train_seconds = time.perf_counter() - start
+    train_seconds = run_training(trainer, checkpoint, allow_pickle)
     eval_loss = trainer.evaluate()["eval_loss"] if eval_samples else None
 
     step = trainer.state.global_step
@@ -357,6 +350,20 @@ def train_sft(
     trainer.accelerator.wait_for_everyone()
     return result
 
+
+
+def run_training(trainer: Any, checkpoint: Path | None, allow_pickle: bool) -> float:
+    """Train, from ``checkpoint`` when resuming, and return the seconds it took (peak memory counted
+    from here). A checkpoint's optimizer and RNG state are pickles: loaded only when they hold plain
+    tensors, or under ``allow_pickle``."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    # training_args.bin is written for the user, never read back by the Trainer.
+    state_files = [f for f in pickle_files(checkpoint) if f.name != TRAINING_ARGS_NAME] if checkpoint else []
+    with trusted_pickles(state_files, allow_pickle):
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    return time.perf_counter() - start
 
 def train_time(methods: list[Method]) -> list[Method]:
     """The methods a training run applies itself; posterior ones act on finished runs."""

@@ -19,7 +19,6 @@ import dataclasses
 import json
 import logging
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,6 @@ from datasets import Dataset, Features, Image, List, Value
 from torch import nn
 from torch.utils.data import Sampler
 from transformers import TrainerCallback, set_seed
-from transformers.trainer import TRAINING_ARGS_NAME
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import add_fused_lm_head, disable_dropout_in_model
 
@@ -40,7 +38,6 @@ from mmtune.eval.metrics.grounding import box_format_for
 from mmtune.files import append_jsonl, atomic_write_text, read_jsonl
 from mmtune.models import resolve_groups
 from mmtune.models.generic import unwrap
-from mmtune.models.loading import pickle_files, trusted_pickles
 from mmtune.recipes.align.rewards import REWARDS, check_rewardable, judge
 from mmtune.recipes.divergence import DivergenceGuard
 from mmtune.recipes.sft import (
@@ -53,6 +50,7 @@ from mmtune.recipes.sft import (
     _resume_checkpoint,
     _save_final,
     _use_bf16,
+    run_training,
 )
 from mmtune.recipes.trainer import SFTTrainer, StepLossLog
 from mmtune.strategies import apply_strategy, optimizer_param_groups
@@ -345,13 +343,7 @@ def train_grpo(model: nn.Module, processor: Any, samples: Sequence[Sample], conf
     run = prepare_grpo(model, processor, samples, config, output_dir)
     trainer = run.trainer
     checkpoint = _resume_checkpoint(output_dir) if resume else None
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    state_files = [f for f in pickle_files(checkpoint) if f.name != TRAINING_ARGS_NAME] if checkpoint else []
-    with trusted_pickles(state_files, allow_pickle):
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    train_seconds = time.perf_counter() - start
+    train_seconds = run_training(trainer, checkpoint, allow_pickle)
 
     step = trainer.state.global_step
     main = trainer.is_world_process_zero()

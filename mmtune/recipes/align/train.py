@@ -11,16 +11,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 from transformers import set_seed
-from transformers.trainer import TRAINING_ARGS_NAME
 from trl import DPOConfig, KTOConfig
 
 from mmtune.config import to_dict
@@ -28,7 +25,6 @@ from mmtune.data.preferences import Preference, read_preferences, validate_prefe
 from mmtune.data.validate import DEFAULT_MAX_PIXELS
 from mmtune.files import atomic_write_json, read_jsonl
 from mmtune.models import load_model, resolve_groups
-from mmtune.models.loading import pickle_files, trusted_pickles
 from mmtune.recipes.align.collate import PairCollator, UnpairedCollator, index_dataset, unpaired
 from mmtune.recipes.align.config import AlignConfig, ObjectiveConfig
 from mmtune.recipes.align.mdpo import MDPOCollator, MDPOTrainer
@@ -49,6 +45,7 @@ from mmtune.recipes.sft import (
     _resume_checkpoint,
     _save_final,
     _training_arguments,
+    run_training,
 )
 from mmtune.strategies import apply_strategy, optimizer_param_groups
 from mmtune.strategies.registry import ResolvedStrategy, resolve
@@ -169,14 +166,7 @@ def train_align(
     step_log = PreferenceStepLog(trainer, loss_log)
     trainer.add_callback(step_log)
     trainer.add_callback(DivergenceGuard(output_dir, training.divergence_factor, step_log, trainer))
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    # training_args.bin is written for the user, never read back by the Trainer.
-    state_files = [f for f in pickle_files(checkpoint) if f.name != TRAINING_ARGS_NAME] if checkpoint else []
-    with trusted_pickles(state_files, allow_pickle):
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    train_seconds = time.perf_counter() - start
+    train_seconds = run_training(trainer, checkpoint, allow_pickle)
 
     step = trainer.state.global_step
     main = trainer.is_world_process_zero()
