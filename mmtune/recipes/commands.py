@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from mmtune.files import add_allow_pickle_argument
 
@@ -49,23 +50,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from mmtune.config import load_config
-    from mmtune.recipes.divergence import TrainingDiverged
     from mmtune.recipes.sft import SFTConfig, run_sft
 
+    return run_training_command(args, "train", SFTConfig, run_sft)
+
+
+def run_training_command(args: argparse.Namespace, command: str, config_class: type, run: Any,
+                         describe: Any = None) -> int:
+    """The body of ``mmtune train`` / ``mmtune align``: load the config with ``--set`` and
+    ``--skip-invalid``, run (resuming if asked), print the summary table and one JSON line
+    (``describe(config)`` adds keys to it). Divergence is exit 1 with one sentence, not a traceback."""
+    from mmtune.config import load_config
+    from mmtune.recipes.divergence import TrainingDiverged
+
     overrides = list(args.overrides) + (["validation.skip_invalid=true"] if args.skip_invalid else [])
-    config = load_config(SFTConfig, args.config, overrides)
+    config = load_config(config_class, args.config, overrides)
     try:
-        result = run_sft(config, resume=args.resume, allow_pickle=args.allow_pickle)
+        result = run(config, resume=args.resume, allow_pickle=args.allow_pickle)
     except TrainingDiverged as e:  # not bad input (exit 2), but one sentence says what happened and what to do
         if args.debug:
             raise
-        print(f"mmtune train: error: {e}", file=sys.stderr)
+        print(f"mmtune {command}: error: {e}", file=sys.stderr)
         return 1
     if result.losses:  # empty on the non-zero ranks of a distributed run
         print(result.summary.table())
         print(json.dumps({
             "final": str(result.final_dir),
+            **(describe(config) if describe else {}),
             "steps": len(result.losses),
             "first_loss": result.losses[0],
             "last_loss": result.losses[-1],

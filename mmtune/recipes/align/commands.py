@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
 from mmtune.files import add_allow_pickle_argument
 
@@ -22,28 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _align(args: argparse.Namespace) -> int:
-    from mmtune.config import load_config
     from mmtune.recipes.align.config import AlignConfig
     from mmtune.recipes.align.train import run_align
-    from mmtune.recipes.divergence import TrainingDiverged
+    from mmtune.recipes.commands import run_training_command
 
-    overrides = list(args.overrides) + (["validation.skip_invalid=true"] if args.skip_invalid else [])
-    config = load_config(AlignConfig, args.config, overrides)
-    try:
-        result = run_align(config, resume=args.resume, allow_pickle=args.allow_pickle)
-    except TrainingDiverged as e:  # not bad input (exit 2), but one sentence says what happened and what to do
-        if args.debug:
-            raise
-        print(f"mmtune align: error: {e}", file=sys.stderr)
-        return 1
-    if result.losses:  # empty on the non-zero ranks of a distributed run
-        print(result.summary.table())
-        print(json.dumps({
-            "final": str(result.final_dir),
-            "method": config.objective.method,
-            "steps": len(result.losses),
-            "first_loss": result.losses[0],
-            "last_loss": result.losses[-1],
-            "train_seconds": round(result.train_seconds, 2),
-        }))
-    return 0
+    return run_training_command(args, "align", AlignConfig, run_align,
+                                describe=lambda config: {"method": config.objective.method})
