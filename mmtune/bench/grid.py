@@ -26,10 +26,18 @@ class TaskRef:
     metric_range: float = field(default=0.0, metadata={
         "help": "the metric's full range, which puts its changes on E and F's common scale (default: 1000 for "
                 "CIDEr-D, 100 for every other mmtune score); set it for a score such as MME's total (2800)"})
+    n_train: int = field(default=0, metadata={
+        "help": "training samples drawn for this task (default 0: the bench's n_train); a target that needs more "
+                "data to be learned gets its own"})
+    max_steps: int = field(default=0, metadata={
+        "help": "optimizer steps when tuning on this target (default 0: the bench's training.max_steps); a target "
+                "that learns slowly gets its own budget, the same for every row"})
 
     def __post_init__(self) -> None:
         if self.metric_range < 0:
             raise ConfigError(f"bench task {self.name!r}: metric_range must be > 0 (or 0 for the metric's default)")
+        if self.n_train < 0 or self.max_steps < 0:
+            raise ConfigError(f"bench task {self.name!r}: n_train and max_steps must be > 0 (or 0 for the bench's)")
 
     @property
     def eval_task(self) -> str:
@@ -104,17 +112,28 @@ class BenchConfig:
     def lr_for(self, row: Row) -> float:
         return float(self.lr.get(row.strategy_name, self.lr.get("default", self.training.lr)))
 
-    def training_for(self, row: Row, seed: int) -> TrainingConfig:
-        """The row's optimisation settings: its lr, L2-SP weight and seed; checkpoints off (runs are short)."""
-        return dataclasses.replace(self.training, lr=self.lr_for(row), seed=seed, save_steps=0)
+    def training_for(self, row: Row, seed: int, target: TaskRef | None = None) -> TrainingConfig:
+        """The row's optimisation settings: its lr and seed, the target's step budget if it has one;
+        checkpoints off (runs are short)."""
+        steps = target.max_steps if target is not None and target.max_steps else self.training.max_steps
+        return dataclasses.replace(self.training, lr=self.lr_for(row), seed=seed, save_steps=0, max_steps=steps)
+
+    def n_train_for(self, ref: TaskRef) -> int:
+        """Training samples drawn for ``ref``: its own n_train, else the bench's."""
+        return ref.n_train or self.n_train
 
 
 WORLD_SOURCE = "world:"
 
 
+def _world(name: str, **settings: Any) -> dict[str, Any]:
+    """A world task's TaskRef fields: scored by the eval task ``world_<name>``, trained on its train split."""
+    return {"name": name, "task": f"world_{name}", "train": f"{WORLD_SOURCE}{name}", **settings}
+
+
 def world_ref(name: str) -> TaskRef:
     """A synthetic-world task: scored by the eval task ``world_<name>``, trained on its train split."""
-    return TaskRef(name=name, task=f"world_{name}", train=f"{WORLD_SOURCE}{name}")
+    return TaskRef(**_world(name))
 
 
 def _task_ref(value: TaskRef | str | dict, where: str) -> TaskRef:
@@ -140,8 +159,10 @@ _LR = {"full": 3e-4, "top": 5e-4, "last": 1e-3, "projector": 1e-3, "lora": 2e-3,
 _ROWS = ["full", "top(k=2)", "last", "projector", "lora", "dora", "adapter", "prompt",
          "full+replay(fraction=0.2)", "full+l2sp(weight=1.0)", "full+ewc(weight=400000)", "full+lwf(weight=1.0)",
          "full+wise_ft(alpha=0.5)"]
+
+
 # MME's headline is acc + acc+ summed over categories; F averages deltas, so use its 0-100 accuracy.
-_MME = {"name": "mme", "task": "world_mme", "train": f"{WORLD_SOURCE}mme", "metric": "accuracy"}
+_MME = _world("mme", metric="accuracy")
 # Presets are config layers under the user's YAML and --set overrides.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
@@ -159,18 +180,22 @@ PRESETS: dict[str, dict[str, Any]] = {
         "training": {"max_steps": 160, "batch_size": 16, "warmup_ratio": 0.03, "logging_steps": 20},
     },
     # Sized for the 2-core CPU machine (<= 2 hours per architecture once its base is pre-trained), from
-    # the quick preset's measured rates (160 steps at batch 16 in ~14 s; ~200 answers/s): 5 targets x 3 seeds
-    # x 11 trained rows of 200 steps (~18 s) each scored on 7 sets of 300 test samples (~15 s with the
-    # captions' longer answers), WiSE-FT (scoring only) and three merges per seed: about 1 h 45 min.
+    # measured rates (one thread per worker, two workers: ~8 steps/s at batch 16; ~11 s to score 7 sets of
+    # 300): 5 targets x 3 seeds x 12 trained rows, each scored on its target and 6 seen sets, WiSE-FT and
+    # three merges scoring only: about 1.5 hours. Each target gets the budget at which some row reaches
+    # E >= +20 (measured on the quick base, seed 0): iconqa at 200 steps, refcoco at 400 (LoRA +29),
+    # rsvqa at 600 steps on 4000 samples (full +29.7, LoRA +19.3; with 1000 samples full memorises them).
+    # sciqa and itm ask where objects are, which the base does not read: the default budget shows it.
     # 300 samples per set: two rows' E 10 points apart differ beyond the 95% level even for independent
     # coin-flip outcomes (standard error of the difference sqrt(2 x 0.25 / 300) = 4.1 points, x 1.96 = 8.0).
     # The base is the quick pre-training (the one the README measures), with either interface:
-    # --set world_projector=resampler.
+    # --projector resampler.
     "full": {
         "world_preset": "quick",
-        "targets": ["sciqa", "iconqa", "refcoco", "itm", "rsvqa"],
+        "targets": ["sciqa", "iconqa", _world("refcoco", max_steps=400), "itm",
+                    _world("rsvqa", n_train=4000, max_steps=600)],
         "seen": ["vqa", "gqa", "ocr", _MME, "pope", "caption"],
-        "strategies": [*_ROWS, "lora+replay(fraction=0.2)", "full+merge(method=task_arithmetic, scale=0.5)",
+        "strategies": [*_ROWS, "full+merge(method=task_arithmetic, scale=0.5)",
                        "full+merge(method=ties, density=0.5)", "full+merge(method=dare, density=0.5)"],
         "seeds": [0, 1, 2],
         "workers": "auto",

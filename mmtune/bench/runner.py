@@ -108,12 +108,14 @@ class Bench:
         """``ref`` plus a hash of the test samples it is scored on: scores of other samples are never reused."""
         blob = json.dumps([[s.id, s.meta] for s in self.task(ref).samples[: self.config.n_test]],
                           sort_keys=True, default=str)
-        return {**dataclasses.asdict(ref), "test_samples": hashlib.sha256(blob.encode()).hexdigest()[:16]}
+        budget = ("n_train", "max_steps")  # training settings, recorded with each run's training
+        return {**{k: v for k, v in dataclasses.asdict(ref).items() if k not in budget},
+                "test_samples": hashlib.sha256(blob.encode()).hexdigest()[:16]}
 
     def train_samples(self, ref: TaskRef) -> list[Sample]:
         """``n_train`` training samples of ``ref``: from its records file, else the world task's train split."""
         if ref.name not in self._train:
-            n = self.config.n_train
+            n = self.config.n_train_for(ref)
             if ref.train.startswith(WORLD_SOURCE):
                 from mmtune.world.tasks import get_world_task
 
@@ -182,8 +184,8 @@ class Bench:
     def settings(self, target: TaskRef, row: Row, seed: int) -> dict[str, Any]:
         """Everything a run's result depends on; a finished run with other settings is not reused."""
         return {"model": str(self.base_path), "target": self.test_fingerprint(target),
-                "seen": [self.test_fingerprint(s) for s in self.config.seen], "n_train": self.config.n_train,
-                "n_test": self.config.n_test, "training": dataclasses.asdict(self.config.training_for(row, seed)),
+                "seen": [self.test_fingerprint(s) for s in self.config.seen], "n_train": self.config.n_train_for(target),
+                "n_test": self.config.n_test, "training": dataclasses.asdict(self.config.training_for(row, seed, target)),
                 "methods": list(row.methods)}
 
     def finished(self, rid: str, settings: dict[str, Any]) -> bool:
@@ -211,7 +213,7 @@ class Bench:
         seen = ([s for ref in self.config.seen for s in self.train_samples(ref)]
                 if any(m.entry.needs_seen_data for m in methods) else [])
         result = train_sft(loaded.model, loaded.processor, self.train_samples(target), strategy=row.strategy,
-                           output_dir=self.weights_dir(rid), training=self.config.training_for(row, seed),
+                           output_dir=self.weights_dir(rid), training=self.config.training_for(row, seed, target),
                            methods=methods, seen_samples=seen)
         after = self.evaluate(result.model, loaded.processor, [target, *self.config.seen], rid)
         if not self.needs_weights(row):

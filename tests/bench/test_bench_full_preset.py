@@ -36,3 +36,31 @@ def test_bootstrap_and_metric_range_options():
     assert ref.metric_range == 2800.0
     with pytest.raises(ConfigError, match="metric_range must be > 0"):
         load_bench_config(overrides=["seen=[{name: mme, task: mme, metric_range: -1}]"])
+
+
+def test_a_target_has_its_own_training_budget(tmp_path):
+    # rsvqa and refcoco learn slowly: the full preset gives them more steps (and rsvqa more samples);
+    # every row of one target gets the same budget, and a target without one gets the bench's.
+    from mmtune.bench.rows import parse_row
+    from mmtune.bench.runner import Bench
+
+    config = load_bench_config(preset="full")
+    by_name = {t.name: t for t in config.targets}
+    row = parse_row("lora")
+    assert config.training_for(row, 0, by_name["rsvqa"]).max_steps == 600
+    assert config.training_for(row, 0, by_name["refcoco"]).max_steps == 400
+    assert config.training_for(row, 0, by_name["iconqa"]).max_steps == config.training.max_steps == 200
+    assert config.n_train_for(by_name["rsvqa"]) == 4000 and config.n_train_for(by_name["iconqa"]) == 1000
+
+    small = load_bench_config(overrides=[f"model={tmp_path}", "n_train=3", "strategies=[last]", "seen=[vqa]",
+                                         "targets=[{name: rsvqa, task: world_rsvqa, train: 'world:rsvqa', n_train: 5, "
+                                         "max_steps: 7}, iconqa]"])
+    bench = Bench(small, log=lambda _: None)
+    rsvqa, iconqa = small.targets
+    assert len(bench.train_samples(rsvqa)) == 5 and len(bench.train_samples(iconqa)) == 3
+    settings = bench.settings(rsvqa, small.rows()[0], seed=0)
+    assert settings["n_train"] == 5 and settings["training"]["max_steps"] == 7
+    # the budget is a training setting: the test fingerprint (which keys cached base scores) ignores it
+    assert "n_train" not in settings["target"] and "max_steps" not in settings["target"]
+    with pytest.raises(ConfigError, match="'rsvqa': n_train and max_steps must be > 0"):
+        load_bench_config(overrides=["targets=[{name: rsvqa, max_steps: -1}]"])
