@@ -9,6 +9,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from mmtune.config import ConfigError
+from mmtune.data.demonstrations import SELECTIONS, with_demonstrations
 from mmtune.data.readers import read_records
 from mmtune.data.sample import Sample
 
@@ -86,10 +88,21 @@ class DataSourceConfig:
     ratio: float = field(default=1.0, metadata={"help": "relative share of the mixed set"})
     format: str | None = field(default=None, metadata={"help": "reader name; default: from the suffix"})
     limit: int | None = field(default=None, metadata={"help": "use a seeded random subset of this size"})
+    icl_shots: int = field(default=0, metadata={
+        "help": "turn each record k-shot: k demonstrations from this same source as earlier turns (ICL tuning)"})
+    icl_select: str = field(default="random", metadata={
+        "help": "how demonstrations are drawn: random, balanced (over answers), nearest (question text)"})
+
+    def __post_init__(self) -> None:
+        if self.icl_shots < 0:
+            raise ConfigError(f"data source {self.path}: icl_shots must be >= 0 (0 = records as they are), got {self.icl_shots}")
+        if self.icl_select not in SELECTIONS:
+            raise ConfigError(f"data source {self.path}: icl_select {self.icl_select!r} is not one of {', '.join(SELECTIONS)}")
 
 
 def load_sources(configs: list[DataSourceConfig], seed: int = 0) -> list[tuple[list[Sample], float]]:
-    """Read each configured source (``limit`` -> a seeded subset in file order) for ``mix_sources``."""
+    """Read each configured source (``limit`` -> a seeded subset in file order; ``icl_shots`` -> k-shot
+    records whose demonstrations come from that subset) for ``mix_sources``."""
     rng = random.Random(seed)
     out = []
     for config in configs:
@@ -97,5 +110,7 @@ def load_sources(configs: list[DataSourceConfig], seed: int = 0) -> list[tuple[l
         if config.limit is not None and config.limit < len(samples):
             keep = sorted(rng.sample(range(len(samples)), config.limit))
             samples = [samples[i] for i in keep]
+        if config.icl_shots:
+            samples = with_demonstrations(samples, config.icl_shots, rule=config.icl_select, seed=seed)
         out.append((samples, config.ratio))
     return out

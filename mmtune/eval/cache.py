@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -64,10 +65,17 @@ def model_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def answer_key(model_fp: str, task_fp: str, sample_id: str, prompt: str) -> str:
-    """Cache key; the rendered prompt stands in for the sample's content and the chat template."""
-    blob = json.dumps([model_fp, task_fp, sample_id, prompt])
-    return hashlib.sha256(blob.encode()).hexdigest()
+def answer_key(model_fp: str, task_fp: str, sample_id: str, prompt: str, demonstrations: Sequence[str] = ()) -> str:
+    """Cache key; the rendered prompt stands in for the sample's content and the chat template.
+
+    A k-shot prompt adds its demonstrations' ids in order: two demonstrations can share a question
+    and an answer but not their images, which the rendered prompt only shows as placeholders.
+    Zero-shot keys are unchanged by this, so answers cached before stay valid.
+    """
+    parts: list = [model_fp, task_fp, sample_id, prompt]
+    if demonstrations:
+        parts.append(list(demonstrations))
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
 @contextlib.contextmanager

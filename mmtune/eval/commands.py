@@ -22,6 +22,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", help="load the weights in this dtype (bf16, fp16, fp32)")
     add_allow_pickle_argument(p)
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    p.add_argument("--cot", action="store_true",
+                   help="chain of thought: ask for a rationale (direct-answer instructions dropped, --cot-trigger "
+                        "appended), read the answer after it; scores add tokens per answer and, on world tasks, "
+                        "rationale faithfulness")
+    p.add_argument("--cot-trigger", default=None,
+                   help="text appended to CoT prompts (default: \"Let's think step by step.\"; \"\" for none, "
+                        "e.g. for a model tuned on rationales)")
+    add_icl_arguments(p)
     p.set_defaults(func=eval_command)
 
     t = subparsers.add_parser("tasks", help="list eval tasks with their metric and chance level")
@@ -29,14 +37,59 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.set_defaults(func=tasks_command)
 
 
-def _roots(pairs: list[str]) -> dict[str, str]:
-    roots = {}
+def add_icl_arguments(p: argparse.ArgumentParser) -> None:
+    """``--shots k`` and how its demonstrations are drawn (see ``mmtune.eval.icl``)."""
+    g = p.add_argument_group("in-context learning (k-shot, scored beside the zero-shot score)")
+    g.add_argument("--shots", type=int, default=0, help="demonstrations (image, question, answer) before each query")
+    g.add_argument("--icl-select", default="random", choices=("random", "balanced", "nearest-image", "nearest-text"),
+                   help="random (seeded), balanced over reference answers, or nearest to the query by the model's "
+                        "pooled image features or by bag-of-words text similarity")
+    g.add_argument("--icl-order", default="drawn", choices=("drawn", "permuted"),
+                   help="demonstrations as selected (nearest: the nearest last) or shuffled per draw")
+    g.add_argument("--icl-draws", type=int, default=1, help="draws with seeds 0..P-1; mean ± std are reported")
+    g.add_argument("--icl-train", action="append", default=[], metavar="TASK=FILE",
+                   help="training records to draw a task's demonstrations from (LLaVA JSON, messages JSONL, HF "
+                        "dataset dir); world tasks use their train split (repeatable)")
+    g.add_argument("--icl-pool", type=int, default=500, help="train-split records a world task draws demonstrations from")
+
+
+def _pairs(pairs: list[str], option: str, form: str, example: str) -> dict[str, str]:
+    found = {}
     for pair in pairs:
-        name, sep, folder = pair.partition("=")
-        if not sep or not name or not folder:
-            raise ValueError(f"--root {pair!r}: write it as TASK=DIR, e.g. --root vqav2=/data/vqav2")
-        roots[name] = folder
-    return roots
+        name, sep, value = pair.partition("=")
+        if not sep or not name or not value:
+            raise ValueError(f"{option} {pair!r}: write it as {form}, e.g. {option} {example}")
+        found[name] = value
+    return found
+
+
+def _roots(pairs: list[str]) -> dict[str, str]:
+    return _pairs(pairs, "--root", "TASK=DIR", "vqav2=/data/vqav2")
+
+
+def demonstration_pools(tasks: list, names: list[str], records: dict[str, str], *, pool_size: int,
+                        box_format: str) -> dict:
+    """Each task's demonstration pool: the records given for it, else its world train split."""
+    from mmtune.data.readers import read_records
+    from mmtune.eval.icl import DemonstrationPool
+    from mmtune.eval.task import get_task, list_tasks
+
+    unknown = sorted(set(records) - set(names))
+    if unknown:
+        raise ValueError(f"--icl-train given for {', '.join(unknown)}, which --tasks does not list")
+    infos = {info.name: info for info in list_tasks()}
+    pools = {}
+    for name, task in zip(names, tasks):
+        if name in records:
+            pools[task.name] = DemonstrationPool(read_records(records[name]), records[name])
+        elif "split" in infos[name].options:
+            kwargs = {"split": "train", "n": pool_size, "box_format": box_format}
+            train = get_task(name, **{k: v for k, v in kwargs.items() if k in infos[name].options})
+            pools[task.name] = DemonstrationPool(train.samples, f"{name} train split ({pool_size} records)")
+        else:
+            raise ValueError(f"task {name!r} has no train split mmtune can draw demonstrations from: give its "
+                             f"training records with --icl-train {name}=FILE (LLaVA JSON, messages JSONL, HF dataset dir)")
+    return pools
 
 
 def build_tasks(names: list[str], roots: dict[str, str], *, n: int, box_format: str) -> list:
@@ -70,11 +123,25 @@ def eval_command(args: argparse.Namespace) -> int:
 
     box_format = box_format_for(loaded.groups.family.box_format, loaded.processor)
     tasks = build_tasks(names, _roots(args.root), n=args.n, box_format=box_format)
+    if args.cot:
+        from mmtune.eval.cot import ZERO_SHOT_TRIGGER, cot_task
+
+        trigger = ZERO_SHOT_TRIGGER if args.cot_trigger is None else args.cot_trigger
+        tasks = [cot_task(t, trigger=trigger, tokenizer=loaded.processor.tokenizer) for t in tasks]
+    elif args.cot_trigger is not None:
+        raise ValueError("--cot-trigger is used only with --cot; add --cot or drop it")
+    from mmtune.eval.icl import IclSettings, check_multi_image
+
+    icl = IclSettings(args.shots, args.icl_select, args.icl_order, args.icl_draws)
+    family = loaded.groups.family
+    check_multi_image(family.name, family.images_per_prompt, icl)
+    pools = demonstration_pools(tasks, names, _pairs(args.icl_train, "--icl-train", "TASK=FILE", "vqav2=train.json"),
+                                pool_size=args.icl_pool, box_format=box_format) if icl.shots else None
     from mmtune.files import mmtune_home
 
     cache = args.cache_dir or (None if args.out else mmtune_home() / "eval_cache")
     results = evaluate(loaded.model, loaded.processor, tasks, batch_size=args.batch_size, limit=args.limit,
-                       out_dir=args.out, cache_dir=cache, progress=not args.json)
+                       out_dir=args.out, cache_dir=cache, progress=not args.json, icl=icl, demonstrations=pools)
     print(json.dumps(results, indent=2) if args.json else results_table(results), end="" if not args.json else "\n")
     if args.out and not args.json:
         print(f"results: {Path(args.out) / 'results.json'}")

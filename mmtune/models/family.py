@@ -36,6 +36,8 @@ class ModelFamily:
     # Parameters or modules outside the group paths that still belong to a group, as
     # (dotted path, group) pairs: e.g. LLaVA-NeXT's ``model.image_newline`` trains with the projector.
     extra_paths: tuple[tuple[str, str], ...] = ()
+    # Images one prompt may hold (None: any number, interleaved with text); k-shot evaluation needs k + 1.
+    images_per_prompt: int | None = None
 
     def paths(self) -> dict[str, str]:
         return {g: getattr(self, g) for g in GROUPS}

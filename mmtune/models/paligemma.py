@@ -12,5 +12,6 @@ register_family(
         language_norm="model.language_model.norm",
         lm_head="lm_head",  # tied to the embeddings: its weight is listed under embed_tokens
         description="PaliGemma: SigLIP, linear projector, Gemma; answers attend to a bidirectional prefix",
+        images_per_prompt=1,  # its input is image tokens, BOS, prefix: the processor puts BOS after the last image
     )
 )
