@@ -46,6 +46,10 @@ class PretrainPreset:
     # variant of world.scenes.WORLD_VARIANTS (co-occurring kinds, noisy captions), whose bases also
     # learn the describe task, the setting their hallucination is measured in.
     world: str = DEFAULT_WORLD
+    # Interleaved multi-image documents in stage 2 (world.tasks.interleaved): fast-binding episodes
+    # with training names, and documents of several captioned scenes. 0 in every preset before them.
+    binding_documents: int = 0
+    caption_documents: int = 0
 
 
 _QUICK = PretrainPreset("tiny", 3000, 750, 30, 1e-3, 2100, 1.5e-3, 32)
@@ -56,7 +60,14 @@ PRESETS: dict[str, PretrainPreset] = {
     # quick-cooc: the quick recipe on the "cooc" world, a base that hallucinates usual companions
     # (what preference alignment is meant to fix).
     "quick-cooc": dataclasses.replace(_QUICK, world="cooc"),
+    # quick-icl: the quick mix plus interleaved documents, a base that can learn in context (fast
+    # binding). The documents add a quarter to the mix, and the steps grow with it so each seen task
+    # gets as many passes as in quick.
+    "quick-icl": dataclasses.replace(_QUICK, binding_documents=4000, caption_documents=1000, instruct_steps=2800),
 }
+# Fields a preset leaves at these defaults stay out of its settings hash, so bases trained before the
+# field existed keep their key.
+_UNHASHED_DEFAULTS = {"binding_documents": 0, "caption_documents": 0}
 
 
 def _preset(name: str) -> PretrainPreset:
@@ -83,6 +94,9 @@ def settings_hash(preset: str, *, projector: str = "mlp") -> str:
     else:
         settings["world_variant"] = dataclasses.asdict(world_variant_named(p.world))
         settings["long_answer_share"] = LONG_ANSWER_SHARE
+    for key, default in _UNHASHED_DEFAULTS.items():
+        if recipe[key] == default:
+            del recipe[key]
     if projector != "mlp":  # only then, so the default bases already trained keep their key
         settings["projector"] = projector
     blob = json.dumps(settings, sort_keys=True, default=str)
@@ -104,8 +118,10 @@ def ensure_base_model(preset: str = "quick", seed: int = 0, *, force: bool = Fal
 
 
 def pretrain_samples(preset: str, seed: int) -> tuple[list, list]:
-    """(stage-1 caption samples, stage-2 seen-task + text-only mix), deterministic for a seed."""
+    """(stage-1 caption samples, stage-2 seen-task + text-only mix + interleaved documents), deterministic
+    for a seed."""
     from mmtune.world.tasks import get_world_task, seen_tasks, text_instructions_beside_images, text_only_instructions
+    from mmtune.world.tasks.interleaved import binding_documents, caption_documents
 
     p = _preset(preset)
     tasks = [t for t in seen_tasks() if t.name != "describe" or p.world != DEFAULT_WORLD]
@@ -116,7 +132,8 @@ def pretrain_samples(preset: str, seed: int) -> tuple[list, list]:
         # Half the language instructions are asked beside an unrelated image (see
         # world.tasks.text_instructions_beside_images).
         text = text_only_instructions(p.text_only - p.text_only // 2, seed)
-        return captions, mix + text + text_instructions_beside_images(p.text_only // 2, seed)
+        mix += text + text_instructions_beside_images(p.text_only // 2, seed)
+    return captions, mix + binding_documents(p.binding_documents, seed) + caption_documents(p.caption_documents, seed)
 
 
 def pretrain(preset: str, seed: int, out_dir: Path, *, projector: str = "mlp") -> Path:

@@ -8,11 +8,15 @@ the default sets are never reused for it.
 """
 from __future__ import annotations
 
+import functools
+
 from mmtune.data.sample import Sample
 from mmtune.eval.task import Task, register_task
 from mmtune.eval.tasks.kinds import TASK_KINDS
 from mmtune.world.scenes import DEFAULT_WORLD, world_variant
 from mmtune.world.tasks import WORLD_TASKS, WorldTask
+from mmtune.world.tasks.binding import SHOTS, binding_samples
+from mmtune.world.tasks.binding import chance as binding_chance
 from mmtune.world.tasks.seen import POPE_SPLITS
 
 
@@ -47,3 +51,17 @@ def _pope_split(world: WorldTask, split: str, n: int, seed: int, pope_split: str
 for _world in WORLD_TASKS.values():
     register_task(f"world_{_world.name}", _factory(_world), metric=TASK_KINDS.lookup(_world.kind).metric,
                   chance=_world.chance, seen=_world.seen, description=_world.description)
+
+
+def _binding(split: str = "test", n: int = 200, seed: int = 0, k: int = 4) -> Task:
+    """Fast binding with ``k`` demonstrations (``world.tasks.binding``): exact match of the name."""
+    return TASK_KINDS["exact_match"].build(f"world_binding_k{k}", binding_samples(split, n, k, seed), chance=binding_chance(k),
+                                           seen=False, description=_BINDING)
+
+
+_BINDING = "fast binding: name the query's shape by the name a demonstration gave it (k demonstrations)"
+register_task("world_binding", _binding, metric="exact_match", seen=False, description=_BINDING)
+# One name per evaluated k, so `mmtune eval --tasks world_binding_k0,...` needs no task argument.
+for _k in SHOTS:
+    register_task(f"world_binding_k{_k}", functools.partial(_binding, k=_k), metric="exact_match",
+                  chance=binding_chance(_k), seen=False, description=f"{_BINDING}, k = {_k}")
