@@ -100,7 +100,7 @@ def draw_balanced(allowed: Sequence[int], classes: Sequence[str], k: int, rng: r
 
 def draw_nearest(allowed: Sequence[int], similarity: Sequence[float], k: int) -> list[int]:
     """The k most similar indices, least similar first so the nearest sits next to the query
-    (the order KATE, Liu et al. 2022, found best); ties go to the earlier pool index."""
+    (KATE's "reversed" order, Liu et al. 2022); ties go to the earlier pool index."""
     best = sorted(allowed, key=lambda i: (-similarity[i], i))[:k]
     return best[::-1]
 

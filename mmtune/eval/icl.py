@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -58,7 +58,7 @@ class IclSettings:
             raise ValueError(f"--icl-draws must be >= 1, got {self.draws}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"shots": self.shots, "select": self.select, "order": self.order, "draws": self.draws}
+        return asdict(self)
 
 
 def check_multi_image(family: str, images_per_prompt: int | None, settings: IclSettings) -> None:
