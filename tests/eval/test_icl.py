@@ -239,3 +239,16 @@ def test_a_task_without_train_split_asks_for_records():
     task = _toy_task([])
     with pytest.raises(ValueError, match="--icl-train vqav2=FILE"):
         demonstration_pools([task], ["vqav2"], {}, pool_size=10, box_format="norm1")
+
+
+def test_given_training_records_are_the_demonstration_pool(tmp_path):
+    Image.new("RGB", (32, 32), COLOURS["red"]).save(tmp_path / "red.png")
+    rows = [{"id": f"r{i}", "image": "red.png", "conversations": [{"from": "human", "value": "<image>\nwhat color"},
+                                                                  {"from": "gpt", "value": "red"}]} for i in range(3)]
+    (tmp_path / "train.json").write_text(json.dumps(rows))
+    pools = demonstration_pools([_toy_task([])], ["vqav2"], {"vqav2": str(tmp_path / "train.json")}, pool_size=10,
+                                box_format="norm1")
+    pool = pools["toy"]
+    assert pool.source == str(tmp_path / "train.json") and len(pool.records) == 3
+    with pytest.raises(ValueError, match="--icl-train given for okvqa, which --tasks does not list"):
+        demonstration_pools([_toy_task([])], ["vqav2"], {"okvqa": "x.json"}, pool_size=10, box_format="norm1")
