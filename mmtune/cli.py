@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "mmtune.recipes.prefs_commands",  # prefs build (preference pairs: injected, self-generated, corrupted)
     "mmtune.world.commands",       # world export, world tasks
     "mmtune.eval.commands",        # eval, tasks
+    "mmtune.tools.commands",       # tools list, tools traces (tool-use SFT data)
     "mmtune.methods.commands",     # methods
     "mmtune.bench.commands",       # bench
 )

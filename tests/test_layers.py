@@ -11,15 +11,18 @@ FOUNDATION = {"registry", "files", "lazy", "config"}  # plain helpers any layer 
 
 # area -> the areas it may import, lowest first. methods acts on models and data and writes its
 # specs in the strategies' syntax; eval sits below recipes so pretraining can score its own base.
+# tools (the tool-using loop) sits below eval so `mmtune eval --tools` can run it; it takes eval
+# tasks and the generation function as arguments.
 ALLOWED: dict[str, set[str]] = {
     "models": set(),
     "strategies": {"models"},
     "data": {"models"},
     "world": {"models", "data"},
     "methods": {"models", "strategies", "data"},
-    "eval": {"models", "strategies", "data", "world"},
-    "recipes": {"models", "strategies", "data", "world", "methods", "eval"},
-    "bench": {"models", "strategies", "data", "world", "methods", "eval", "recipes"},
+    "tools": {"models", "strategies", "data", "world"},
+    "eval": {"models", "strategies", "data", "world", "tools"},
+    "recipes": {"models", "strategies", "data", "world", "methods", "eval", "tools"},
+    "bench": {"models", "strategies", "data", "world", "methods", "eval", "recipes", "tools"},
 }
 
 

@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="text appended to CoT prompts (default: \"Let's think step by step.\"; \"\" for none, "
                         "e.g. for a model tuned on rationales)")
     add_icl_arguments(p)
+    add_tools_arguments(p)
     p.set_defaults(func=eval_command)
 
     t = subparsers.add_parser("tasks", help="list eval tasks with their metric and chance level")
@@ -51,6 +52,43 @@ def add_icl_arguments(p: argparse.ArgumentParser) -> None:
                    help="training records to draw a task's demonstrations from (LLaVA JSON, messages JSONL, HF "
                         "dataset dir); world tasks use their train split (repeatable)")
     g.add_argument("--icl-pool", type=int, default=500, help="train-split records a world task draws demonstrations from")
+
+
+def add_tools_arguments(p: argparse.ArgumentParser) -> None:
+    """``--tools`` and the loop's settings (see ``mmtune.tools.loop``)."""
+    g = p.add_argument_group("tool use (the model calls vision tools, see `mmtune tools list`)")
+    g.add_argument("--tools", action="store_true",
+                   help="answer through the tool loop; scores add calls per answer, invalid-call share, failures")
+    g.add_argument("--tool-mode", default="decision", choices=("decision", "controller"),
+                   help="decision: call, read, call again or answer; controller: plan every call, then answer")
+    g.add_argument("--tool-refiner", default="model", choices=("model", "rules"),
+                   help="model: the model answers from the results; rules: the last result (first box) is the answer")
+    g.add_argument("--tool-format", default="auto", choices=("auto", "dsl", "json"),
+                   help="auto: json tool calls where the chat template renders tools, else the DSL")
+    g.add_argument("--tools-file", help="YAML of your own tools to register (tools: [{function: pkg.module:fn}])")
+    g.add_argument("--max-calls", type=int, default=3, help="tool calls per question, valid or not")
+    g.add_argument("--max-total-tokens", type=int, default=128, help="generated tokens per question, all steps")
+
+
+def tools_eval(args: argparse.Namespace, loaded, tasks: list) -> dict:
+    """The tasks through the tool loop, generating with the eval runner's batched generation."""
+    from mmtune.eval.runner import generate_answers
+    from mmtune.tools.calls import call_format_for
+    from mmtune.tools.evaluation import evaluate_with_tools
+    from mmtune.tools.loop import Limits, ToolLoop
+    from mmtune.tools.registry import load_tool_file
+
+    if args.cot or args.shots:
+        raise ValueError("--tools runs the tool loop on zero-shot prompts; drop --cot / --shots")
+    if args.tools_file:
+        load_tool_file(args.tools_file)
+    model, processor = loaded.model, loaded.processor
+    limits = Limits(max_calls=args.max_calls, max_total_tokens=args.max_total_tokens)
+    model.eval()
+    loop = ToolLoop(lambda samples, n: generate_answers(model, processor, samples, max_new_tokens=n),
+                    call_format_for(processor, args.tool_format), mode=args.tool_mode, refiner=args.tool_refiner,
+                    limits=limits, count_tokens=lambda t: len(processor.tokenizer(t, add_special_tokens=False)["input_ids"]))
+    return evaluate_with_tools(loop, tasks, limit=args.limit, batch_size=args.batch_size, out_dir=args.out)
 
 
 def _pairs(pairs: list[str], option: str, form: str, example: str) -> dict[str, str]:
@@ -123,6 +161,10 @@ def eval_command(args: argparse.Namespace) -> int:
 
     box_format = box_format_for(loaded.groups.family.box_format, loaded.processor)
     tasks = build_tasks(names, _roots(args.root), n=args.n, box_format=box_format)
+    if args.tools:
+        results = tools_eval(args, loaded, tasks)
+        print(json.dumps(results, indent=2) if args.json else results_table(results), end="" if not args.json else "\n")
+        return 0
     if args.cot:
         from mmtune.eval.cot import ZERO_SHOT_TRIGGER, cot_task
 
