@@ -4,6 +4,9 @@ A reader only loads rows; one converter turns any row (LLaVA ``conversations`` o
 ``messages``) into a Sample, so every format gets the same placeholder and image handling.
 Relative image paths are joined to the data root but not resolved: validation checks, on real
 paths, that none escapes the root (symlinks included) and reports the record that tries.
+Chain-of-thought records give their reasoning either as a ``rationale`` string beside the
+conversation (kept in ``meta["rationale"]``) or inside the answer, "<rationale> So the answer is X.";
+``mmtune.recipes.cot`` turns either into one-stage or two-stage training data.
 """
 from __future__ import annotations
 
@@ -95,6 +98,9 @@ def row_to_sample(row: dict[str, Any], *, index: int, root: Path, source: str) -
     else:
         raise ValueError("a record needs 'conversations' (LLaVA) or 'messages' (chat format)")
     meta = {k: v for k, v in row.items() if k not in own}
+    if meta.get("rationale") is not None and not isinstance(meta["rationale"], str):
+        raise ValueError(f"field 'rationale' is {type(meta['rationale']).__name__}; write it as one string, the "
+                         "reasoning before the answer (or put it in the answer: '<rationale> So the answer is X.')")
     meta.update(source=source, root=str(root))
     sample_id = row.get("id")
     return Sample(
