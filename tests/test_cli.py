@@ -7,7 +7,7 @@ import pytest
 from mmtune.cli import build_parser, main
 
 SUBCOMMANDS = {"strategies", "inspect", "data", "train", "infer", "export", "pretrain", "world",
-               "eval", "tasks", "methods", "bench", "align", "prefs"}
+               "eval", "tasks", "methods", "bench", "align", "prefs", "tools"}
 
 
 def test_every_subcommand_is_registered():
