@@ -1,6 +1,8 @@
 """Chain-of-thought evaluation: answers read after a rationale (golden strings), CoT prompts, costs."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mmtune.data.sample import Sample, assistant_turn, user_turn
@@ -116,3 +118,20 @@ def test_yes_no_aggregates_read_the_extracted_answer_not_the_rationale():
     judged = [cot.judge(s, f"there is no cat. the answer is {s.meta['answer']}.") for s in cot.samples]
     scores = cot.aggregate(judged)
     assert scores["accuracy"] == 100.0 and scores["f1"] == 100.0
+
+
+def test_eval_command_cot_prompts_with_the_trigger_and_logs_costs(tmp_path, capsys):
+    from mmtune.cli import main
+    from mmtune.models.tiny import save_tiny
+
+    checkpoint = save_tiny("llava", tmp_path / "tiny_llava")
+    out = tmp_path / "eval"
+    argv = ["eval", "--model", str(checkpoint), "--tasks", "world_iconqa", "--n", "3", "--batch-size", "3",
+            "--cot", "--out", str(out), "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)["world_iconqa_cot"]
+    assert result["scores"]["tokens_per_answer"] > 0 and sum(result["parse_rules"].values()) == 3
+    prompts = [json.loads(line)["prompt"] for line in (out / "world_iconqa_cot.samples.jsonl").read_text().splitlines()]
+    assert all(ZERO_SHOT_TRIGGER in p and "single word" not in p for p in prompts)
+    assert main(["eval", "--model", str(checkpoint), "--tasks", "world_iconqa", "--cot-trigger", ""]) == 2
+    assert "--cot-trigger is used only with --cot" in capsys.readouterr().err
