@@ -21,9 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(func=_train)
 
     p = subparsers.add_parser("pretrain", help="pre-train (or reuse) the built-in world base model")
-    p.add_argument("--preset", default="quick", choices=("quick", "full", "quick-cooc"),
+    p.add_argument("--preset", default="quick", choices=("quick", "full", "quick-cooc", "quick-icl"),
                    help="size and length of pre-training; quick-cooc: the quick recipe on the world variant whose "
-                        "objects co-occur and whose captions are noisy (a base that hallucinates companions)")
+                        "objects co-occur and whose captions are noisy (a base that hallucinates companions); "
+                        "quick-icl: quick plus interleaved multi-image documents (a base that learns in context)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--projector", default="mlp", choices=("mlp", "resampler"),
                    help="world model projector: LLaVA's MLP, or learnable queries cross-attending to the patches")

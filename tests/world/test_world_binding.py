@@ -12,20 +12,17 @@ from mmtune.recipes import pretrain as pretrain_recipe
 from mmtune.world.language import COLOUR_SYNONYMS, PLURALS, SHAPE_SYNONYMS, vocabulary
 from mmtune.world.scenes import AERIAL_KINDS, COLOURS, SHAPES, render
 from mmtune.world.tasks.binding import MAX_SHOTS, TEST_NAMES, TRAIN_NAMES, binding_samples, chance, episode
-from mmtune.world.tasks.interleaved import MAX_QUERIES, binding_documents, caption_documents
+from mmtune.world.tasks.interleaved import MAX_QUERIES, binding_documents, caption_documents, name_repeats
 from mmtune.world.tokenizer import world_processor
 
 MAX_POSITIONS = 256  # world.model.tiny_model_config's max_position_embeddings
 
 
 def demo_names(sample) -> list[str]:
-    """The name each demonstration gives, read from the prompt text before its image."""
+    """The name each demonstration gives, read from the prompt text after its image."""
     parts = content_parts(sample.messages[0])
-    names = []
-    for before, part in zip(parts, parts[1:]):
-        if part["type"] == "image" and "this is" in before.get("text", ""):
-            names.append(before["text"].split()[-1].rstrip("."))
-    return names
+    return [after["text"].split()[-1].rstrip(".") for part, after in zip(parts, parts[1:])
+            if part["type"] == "image" and after.get("text", "").startswith(" this is")]
 
 
 def test_names_are_existing_words_that_name_nothing_in_a_scene():
@@ -77,6 +74,14 @@ def test_training_documents_bind_only_training_names():
         assert set(demo_names(sample)) <= set(TRAIN_NAMES)
 
 
+def test_name_repeats_copy_names_without_binding_them():
+    samples = name_repeats(50)
+    for sample in samples:
+        (prompt,), (answer,) = sample.text_of("user"), sample.text_of("assistant")
+        assert not sample.images and prompt.endswith(f" {answer}.") and set(answer.split()) <= {*TRAIN_NAMES, *TEST_NAMES}
+    assert {w for s in samples for w in s.meta["answer"].split()} & set(TEST_NAMES)
+
+
 def test_eval_task_scores_exact_match_with_the_chance_of_its_k():
     task = get_task("world_binding", n=5, k=2)
     assert task.name == "world_binding_k2" and task.metric == "exact_match" and task.chance == 50.0
@@ -109,13 +114,17 @@ def test_quick_icl_mix_is_quick_plus_interleaved_multi_image_documents(monkeypat
     icl = pretrain_recipe.PRESETS["quick-icl"]
     quick = pretrain_recipe.PRESETS["quick"]
     differs = {k for k, v in vars(icl).items() if vars(quick)[k] != v}
-    assert differs == {"binding_documents", "caption_documents", "instruct_steps"}
+    assert differs == {"binding_documents", "caption_documents", "name_repeats", "instruct_steps", "group_by_length"}
     # The same recipe at a test's size: the mix holds the documents beside the seen tasks.
-    small = pretrain_recipe.PretrainPreset("tiny", 4, 2, 2, 1e-3, 12, 3e-3, 8, binding_documents=6, caption_documents=3)
+    small = pretrain_recipe.PretrainPreset("tiny", 4, 2, 2, 1e-3, 12, 3e-3, 8, binding_documents=6, caption_documents=3,
+                                            name_repeats=2)
     monkeypatch.setitem(pretrain_recipe.PRESETS, "micro-icl", small)
     _, mix = pretrain_recipe.pretrain_samples("micro-icl", seed=0)
     interleaved = [s for s in mix if s.meta["task"] in ("binding_document", "caption_document")]
     assert len(interleaved) == 9 and all(s.num_image_parts >= 2 for s in interleaved)
+    repeats = [s for s in mix if s.meta["task"] == "name_repeat"]
+    assert len(repeats) == 2 and not any(s.images for s in repeats)
+    interleaved += repeats
     monkeypatch.setitem(pretrain_recipe.PRESETS, "micro", pretrain_recipe.PretrainPreset("tiny", 4, 2, 2, 1e-3, 12, 3e-3, 8))
     _, plain = pretrain_recipe.pretrain_samples("micro", seed=0)
     documents = {s.id for s in interleaved}

@@ -1,10 +1,11 @@
 """Fast binding (Frozen, Tsimpoukelli et al. 2021): names bound to shapes only by the demonstrations.
 
-An episode is one interleaved multi-image prompt, "this is a dax. <image> this is a blicket. <image>
-What is this? <image>", whose k demonstrations each show one shape under a name, and whose query
-shows one of those shapes again as a different instance (another colour, cell or size). The answer
-is the name bound to the query's shape in this episode; the binding is drawn afresh for each
-episode, so no weight can hold it and only the context can tell it (at k = 0 nothing can).
+An episode is one interleaved multi-image prompt in Frozen's layout, "<image> this is a dax. <image>
+this is a blicket. <image> What is this?", whose k demonstrations each show one shape and then name
+it, and whose query shows one of those shapes again as a different instance (another colour and
+cell, any size). The answer is the name bound to the query's shape in this episode; the binding is
+drawn afresh for each episode, so no weight can hold it and only the context can tell it (at k = 0
+nothing can).
 
 The names are words the world's tokenizer already has (a new word would change the tokenizer and
 every cached base) that name nothing in a scene. Training episodes bind ``TRAIN_NAMES``; evaluation
@@ -20,14 +21,15 @@ from mmtune.world.scenes import SHAPES, Scene, render, sample_scene
 from mmtune.world.scenes import WORDS as TEST_NAMES
 from mmtune.world.tasks.seen import article
 
-# Lower-case vocabulary words naming no shape, colour, size or place, and none of the prompt's own
-# words ("this", "is", "a", "an", "What", and SHORT_ANSWER's), so the only word a demonstration
-# adds is its name.
+# Vocabulary words naming no shape, colour, size, place or count, and none of the prompt's own words
+# ("this", "is", "a", "an", "What", and SHORT_ANSWER's), so the only word a demonstration adds is
+# its name. Many of them, of every sort, so that what is learnt is to copy a name, not which words are names.
 TRAIN_NAMES = (
-    "aerial", "bounding", "briefly", "caption", "choices", "closest", "contain", "coordinate",
-    "describes", "directly", "given", "have", "image", "letter", "list", "many", "match", "more", "one",
-    "option", "picture", "provide", "region", "say", "sentence", "short", "show", "text", "words",
-    "written",
+    "Are", "Caption", "Count", "Describe", "Does", "How", "Is", "List", "On", "Please", "Read", "Repeat",
+    "Which", "Write", "aerial", "and", "are", "bounding", "briefly", "caption", "choices", "closest",
+    "contain", "coordinate", "describes", "directly", "does", "for", "from", "given", "have", "image", "in",
+    "letter", "list", "many", "match", "more", "of", "on", "option", "picture", "provide", "region", "say",
+    "sentence", "short", "show", "text", "than", "there", "these", "to", "which", "with", "words", "written",
 )
 NAMES = {"train": TRAIN_NAMES, "val": TEST_NAMES, "test": TEST_NAMES}
 SHOTS = (0, 1, 2, 4)  # the evaluated numbers of demonstrations
@@ -60,7 +62,7 @@ def episode(rng: random.Random, k: int, names: tuple[str, ...], *, queries: int 
 
     k shapes get k distinct names; each query shows one of them (k = 0: a shape bound to a name no
     demonstration gives). The first user turn holds the demonstrations and the first query; each
-    further query is a turn of its own ("What is this? <image>"), answered from the same demonstrations.
+    further query is a turn of its own ("<image> What is this?"), answered from the same demonstrations.
     """
     if not 0 <= k <= MAX_SHOTS or (k == 0 and queries != 1):
         raise ValueError(f"fast binding: k={k} (queries={queries}); use 0 <= k <= {MAX_SHOTS}, one query at k = 0")
@@ -68,16 +70,15 @@ def episode(rng: random.Random, k: int, names: tuple[str, ...], *, queries: int 
     bound = dict(zip(kinds, rng.sample(names, len(kinds))))
     demos = [_one_object(rng, kind) for kind in kinds[:k]]
     content: list[dict] = []
-    for kind, scene in zip(kinds, demos):
-        content += [_text((" " if content else "") + demonstration(bound[kind]) + " "), {"type": "image"}]
+    for kind in kinds[:k]:
+        content += [{"type": "image"}, _text(f" {demonstration(bound[kind])} ")]
     messages: list[dict] = []
     scenes, answers = list(demos), []
-    for q in range(queries):
+    for _ in range(queries):
         i = rng.randrange(len(kinds))
-        query = _one_object(rng, kinds[i], unlike=demos[i] if k else None)
-        content += [_text((" " if content else "") + QUERY + " "), {"type": "image"}, _text(f"\n{SHORT_ANSWER}")]
+        content += [{"type": "image"}, _text(f" {QUERY}\n{SHORT_ANSWER}")]
         messages += [{"role": "user", "content": content}, assistant_turn(bound[kinds[i]])]
-        scenes.append(query)
+        scenes.append(_one_object(rng, kinds[i], unlike=demos[i] if k else None))
         answers.append(bound[kinds[i]])
         content = []
     return messages, scenes, answers
