@@ -14,14 +14,12 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from mmtune.data.rationale import cot_prompt, split_rationale, with_user_text
 from mmtune.data.sample import Sample
-from mmtune.eval.metrics.choice import LETTERS, MC_INSTRUCTION
+from mmtune.eval.metrics.choice import LETTERS
 from mmtune.eval.task import GenerationSettings, Parsed, Prediction, Task
 
 ZERO_SHOT_TRIGGER = "Let's think step by step."
-SHORT_ANSWER = "Answer the question using a single word or phrase."
-# Instructions that ask for the answer alone; a CoT prompt leaves them out.
-DIRECT_INSTRUCTIONS = (MC_INSTRUCTION, SHORT_ANSWER)
 COT_MAX_NEW_TOKENS = 128
 
 _ANSWER_IS = re.compile(r"\banswer\s*(?:is|:)\s*:?\s*(.+?)\s*(?:\.(?=\s|$)|\n|$)", re.IGNORECASE)
@@ -61,38 +59,6 @@ def extract_after_rationale(raw: str, sample: Sample) -> tuple[str | None, str]:
     if reference in ("yes", "no") and (words := _YES_NO.findall(text)):
         return words[-1].lower(), "last_yes_no"
     return None, "unparsed"
-
-
-def split_rationale(text: str) -> tuple[str, str] | None:
-    """``"<rationale> So the answer is X."`` -> ``(rationale, "X")`` at the last "the answer is";
-    None without one."""
-    said = list(re.finditer(r"(?:\bso,?\s+)?\bthe answer is\b\s*:?", text, re.IGNORECASE))
-    if not said:
-        return None
-    last = said[-1]
-    return text[: last.start()].strip(), text[last.end():].strip().rstrip(".").strip()
-
-
-def cot_prompt(text: str, trigger: str = "") -> str:
-    """``text`` without its direct-answer instruction lines, then ``trigger`` on its own line."""
-    lines = [line for line in text.split("\n") if line.strip() not in DIRECT_INSTRUCTIONS]
-    return "\n".join(lines + ([trigger] if trigger else []))
-
-
-def with_user_text(sample: Sample, rewrite) -> Sample:
-    """A copy of ``sample`` whose last user text is ``rewrite(text)``."""
-    messages = [dict(m) for m in sample.messages]
-    for message in reversed(messages):
-        if message["role"] == "user":
-            if isinstance(message["content"], str):
-                message["content"] = rewrite(message["content"])
-            else:
-                parts = [dict(p) for p in message["content"]]
-                text_at = max(i for i, p in enumerate(parts) if p.get("type") == "text")
-                parts[text_at]["text"] = rewrite(parts[text_at]["text"])
-                message["content"] = parts
-            return dataclasses.replace(sample, messages=messages)
-    raise ValueError(f"sample {sample.id!r} has no user turn to prompt with")
 
 
 def rationale_in_answer(raw: str, span: str | None) -> str:

@@ -23,62 +23,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mmtune.data.sample import Sample, assistant_turn
-from mmtune.eval.cot import DIRECT_INSTRUCTIONS, cot_prompt, cot_task, split_rationale, with_answer_costs, with_user_text
+from mmtune.data.rationale import (
+    WORLD_ONE_STAGE_ANSWER,
+    answer_stage,
+    one_stage,
+    rationale_stage,
+)
+from mmtune.data.sample import Sample
+from mmtune.eval.cot import cot_task, with_answer_costs
 from mmtune.files import atomic_write_json
 from mmtune.recipes.sft import FINAL_DIR, TrainingConfig, train_sft
 
 MODES = ("answer_only", "one_stage", "two_stage")
-ONE_STAGE_ANSWER = "{rationale} So the answer is {answer}."
-# The world's vocabulary has no "So" (a new word would change its tokenizer and every base).
-WORLD_ONE_STAGE_ANSWER = "{rationale} the answer is {answer}."
 SEEN = ("vqa", "gqa", "ocr", "mme", "pope")
-
-
-def rationale_and_answer(sample: Sample) -> tuple[str, str]:
-    """The record's rationale and bare answer: ``meta["rationale"]`` beside the final answer, else
-    both read from an answer written "<rationale> So the answer is X."."""
-    answer = sample.text_of("assistant")[-1] if sample.text_of("assistant") else ""
-    if sample.meta.get("rationale"):
-        return sample.meta["rationale"], answer
-    split = split_rationale(answer)
-    if split is None or not split[0]:
-        raise ValueError(f"record {sample.id!r} has no rationale: add a 'rationale' field or write its answer as "
-                         "'<rationale> So the answer is X.'")
-    return split
-
-
-def _with_answer(sample: Sample, text: str) -> Sample:
-    messages = [*sample.prompt_messages(), assistant_turn(text)]
-    return dataclasses.replace(sample, messages=messages)
-
-
-def one_stage(sample: Sample, template: str = ONE_STAGE_ANSWER) -> Sample:
-    """Rationale then answer in one response, asked without the direct-answer instruction."""
-    rationale, answer = rationale_and_answer(sample)
-    asked = with_user_text(sample, cot_prompt)
-    return _with_answer(asked, template.format(rationale=rationale, answer=answer))
-
-
-def rationale_stage(sample: Sample) -> Sample:
-    """Multimodal-CoT's first stage: the same prompt as ``one_stage``, the rationale alone as response."""
-    rationale, _ = rationale_and_answer(sample)
-    return _with_answer(with_user_text(sample, cot_prompt), rationale)
-
-
-def with_rationale_in_prompt(text: str, rationale: str) -> str:
-    """The question, the rationale, then the direct-answer instruction (if the question has one)."""
-    lines = text.split("\n")
-    at = next((i for i, line in enumerate(lines) if line.strip() in DIRECT_INSTRUCTIONS), len(lines))
-    return "\n".join([*lines[:at], rationale, *lines[at:]])
-
-
-def answer_stage(sample: Sample, rationale: str | None = None) -> Sample:
-    """Multimodal-CoT's second stage: the prompt with a rationale in it (the record's own unless
-    ``rationale`` is given, e.g. the first stage's), the bare answer as response."""
-    own, answer = rationale_and_answer(sample)
-    asked = with_user_text(sample, lambda text: with_rationale_in_prompt(text, own if rationale is None else rationale))
-    return _with_answer(asked, answer)
 
 
 # -- the recipe on the world ----------------------------------------------------------------------

@@ -5,14 +5,13 @@ import json
 
 import pytest
 
+from mmtune.data.rationale import cot_prompt, split_rationale
 from mmtune.data.sample import Sample, assistant_turn, user_turn
 from mmtune.eval.cot import (
     ZERO_SHOT_TRIGGER,
-    cot_prompt,
     cot_task,
     extract_after_rationale,
     rationale_in_answer,
-    split_rationale,
     with_answer_costs,
 )
 from mmtune.eval.task import get_task

@@ -7,16 +7,10 @@ import json
 
 import pytest
 
+from mmtune.data.rationale import answer_stage, one_stage, rationale_and_answer, rationale_stage
 from mmtune.data.readers import read_records
 from mmtune.data.sample import Sample, assistant_turn, user_turn
-from mmtune.recipes.cot import (
-    CotRun,
-    answer_stage,
-    one_stage,
-    rationale_and_answer,
-    rationale_stage,
-    run_cot,
-)
+from mmtune.recipes.cot import CotRun, run_cot
 
 QUESTION = "How many stars are there?\nAnswer the question using a single word or phrase."
 RATIONALE = "there is a small red star. there are 2 stars."
