@@ -26,6 +26,7 @@ from transformers.utils import is_torchvision_available
 import mmtune.models.resampler  # noqa: F401  (registers the resampler LLaVA with the Auto classes)
 from mmtune.models.family import ModelGroups
 from mmtune.models.generic import resolve_groups
+from mmtune.models.quantization import QuantizationConfig, load_device_map
 from mmtune.models.qwen2_vl import (
     Qwen2_5_VLImageOnlyProcessor,
     Qwen2VLImageOnlyProcessor,
@@ -60,11 +61,15 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
+    quantization: QuantizationConfig | None = None,
 ) -> LoadedModel:
-    """Load the checkpoint in local directory ``path`` with AutoModelForImageTextToText."""
+    """Load the checkpoint in local directory ``path`` with AutoModelForImageTextToText; ``quantization``
+    stores its linear layers in 4 or 8 bits as they load (QLoRA's base)."""
     directory = Path(path).expanduser()
     _check_checkpoint(directory, allow_pickle)
     pickles = [] if _has_safetensors(directory) else pickle_files(directory)
+    quantized = ({"quantization_config": quantization.bitsandbytes_config(), "device_map": load_device_map()}
+                 if quantization else {})
     with trusted_pickles(pickles, allow_pickle):
         model = AutoModelForImageTextToText.from_pretrained(
             directory,
@@ -72,6 +77,7 @@ def load_model(
             use_safetensors=not pickles,
             trust_remote_code=trust_remote_code,
             local_files_only=True,
+            **quantized,
         )
     processor = load_processor(directory, trust_remote_code=trust_remote_code)
     return LoadedModel(model=model.eval(), processor=processor, groups=resolve_groups(model))

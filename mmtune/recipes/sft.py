@@ -36,19 +36,25 @@ from mmtune.data.sample import Sample
 from mmtune.data.validate import DEFAULT_MAX_PIXELS, check_max_pixels, validate_samples
 from mmtune.files import atomic_write_json, read_jsonl
 from mmtune.methods.base import LossContext, Method, resolve_methods
+from mmtune.model_card import write_card
 from mmtune.models import load_model, resolve_groups
 from mmtune.models.loading import pickle_files, trusted_pickles
+from mmtune.models.quantization import QuantizationConfig
 from mmtune.recipes.checkpoints import STAGING_DIR, last_complete_checkpoint, publish_dir
 from mmtune.recipes.divergence import DivergenceGuard
 from mmtune.recipes.trainer import SampleDataset, SFTTrainer, StepLossLog
 from mmtune.strategies import apply_strategy, optimizer_param_groups
-from mmtune.strategies.checkpoint import save_tuned
+from mmtune.strategies.checkpoint import read_mmtune_record, save_tuned
 from mmtune.strategies.registry import ResolvedStrategy, resolve
+from mmtune.tracking import TRACKERS, check_report_to, default_report_to, route_logs
 
 logger = logging.getLogger(__name__)
 
 LOSS_LOG = "losses.jsonl"
 FINAL_DIR = "final"
+LOGS_DIR = "runs"  # the trackers' local files (TensorBoard event files), as the Trainer names it
+# Where a run is logged, not what it computes: left out of the settings a finished run is matched by.
+TRACKING_FIELDS = ("report_to", "run_name")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 
 
@@ -83,6 +89,13 @@ class TrainingConfig:
         metadata={"help": "stop when a step's loss exceeds this many times the first step's loss (taken as at "
                           "least 1.0); 0 = stop only on a non-finite loss or gradient norm"},
     )
+    report_to: list[str] = field(
+        default_factory=default_report_to,
+        metadata={"help": f"experiment trackers the losses and scores go to: any of {', '.join(TRACKERS)}, or "
+                          "[none]; default tensorboard when installed (event files in output_dir/runs), else none"},
+    )
+    run_name: str | None = field(default=None, metadata={
+        "help": "the run's name in the trackers; default the output folder's name"})
 
     def __post_init__(self) -> None:
         for name in ("lr", "epochs", "warmup_ratio", "weight_decay", "divergence_factor"):
@@ -112,6 +125,13 @@ class TrainingConfig:
         if 0 < self.divergence_factor <= 1:
             raise ValueError(f"training.divergence_factor must be 0 (off) or > 1, got {self.divergence_factor}: "
                              "a factor <= 1 stops on ordinary loss noise")
+        self.report_to = check_report_to(self.report_to)
+
+
+def training_settings(training: TrainingConfig) -> dict[str, Any]:
+    """The settings a run's result depends on: every field of ``training`` but where the run is logged
+    (so finished runs recorded before the trackers existed still match)."""
+    return {k: v for k, v in dataclasses.asdict(training).items() if k not in TRACKING_FIELDS}
 
 
 @dataclass
@@ -130,6 +150,9 @@ class SFTConfig:
     """An SFT run as written in YAML: base checkpoint, data sources, strategy, training settings."""
 
     model: str = field(default="", metadata={"help": "local checkpoint directory of the base model"})
+    model_quantization: QuantizationConfig | None = field(default=None, metadata={
+        "help": "load the base in 4 or 8 bits (QLoRA), e.g. {bits: 4, type: nf4, double_quant: true}; "
+                "needs bitsandbytes (pip install 'mmtune[qlora]') and a strategy that leaves the base frozen"})
     data: list[DataSourceConfig] = field(default_factory=list, metadata={"help": "sources mixed by ratio"})
     strategy: str = field(default="lora(r=16, alpha=32, groups=llm)", metadata={"help": "see `mmtune strategies`"})
     methods: list[str] = field(default_factory=list, metadata={
@@ -215,7 +238,8 @@ def _training_arguments(training: TrainingConfig, output_dir: Path, args_cls: ty
         save_steps=training.save_steps or 1,
         logging_steps=training.logging_steps,
         remove_unused_columns=False,  # the collator needs whole Samples, not dataset columns
-        report_to=[],
+        report_to=training.report_to,
+        run_name=training.run_name or output_dir.name,
         # Without it, a CPU-only torchrun/accelerate launch trains N independent copies, not DDP.
         use_cpu=not _has_accelerator(),
         dataloader_pin_memory=torch.cuda.is_available(),
@@ -262,6 +286,8 @@ def train_sft(
     allow_pickle: bool = False,
     methods: Sequence[str | Method] = (),
     seen_samples: Sequence[Sample] = (),
+    logging_dir: str | Path | None = None,
+    data_sources: Sequence[tuple[str, int]] = (),
 ) -> SFTResult:
     """Tune ``model`` on ``samples`` with ``strategy``; checkpoints in ``output_dir``, result in ``output_dir/final``.
 
@@ -271,6 +297,9 @@ def train_sft(
 
     ``methods`` are anti-forgetting methods of the data and loss phases (``mmtune methods``):
     replay mixes ``seen_samples`` into the tuning set, EWC estimates its Fisher on them.
+
+    Losses go to ``training.report_to`` (TensorBoard's files in ``logging_dir``, default
+    ``output_dir/runs``); ``data_sources`` (source, samples drawn) go to ``final/README.md``, the model card.
     """
     output_dir = Path(output_dir)
     strategy = resolve(strategy)  # parsed once: applied, saved and recorded as this
@@ -317,7 +346,7 @@ def train_sft(
     step_losses = StepLossLog(trainer, loss_log)
     trainer.add_callback(step_losses)
     trainer.add_callback(DivergenceGuard(output_dir, training.divergence_factor, step_losses, trainer))
-    train_seconds = run_training(trainer, checkpoint, allow_pickle)
+    train_seconds = run_training(trainer, checkpoint, allow_pickle, Path(logging_dir) if logging_dir else None)
     eval_loss = trainer.evaluate()["eval_loss"] if eval_samples else None
 
     step = trainer.state.global_step
@@ -337,6 +366,7 @@ def train_sft(
             "training": dataclasses.asdict(training),
             "methods": [m.label for m in methods],
             "num_samples": len(train_samples),
+            **({"data": [list(d) for d in data_sources]} if data_sources else {}),
             "num_skipped": len(samples) - len(train_samples),
             "steps": step,
             "world_size": trainer.args.world_size,
@@ -352,10 +382,12 @@ def train_sft(
 
 
 
-def run_training(trainer: Any, checkpoint: Path | None, allow_pickle: bool) -> float:
+def run_training(trainer: Any, checkpoint: Path | None, allow_pickle: bool, logging_dir: Path | None = None) -> float:
     """Train, from ``checkpoint`` when resuming, and return the seconds it took (peak memory counted
     from here). A checkpoint's optimizer and RNG state are pickles: loaded only when they hold plain
-    tensors, or under ``allow_pickle``."""
+    tensors, or under ``allow_pickle``. TensorBoard's event files go to ``logging_dir`` (default
+    ``output_dir/runs``)."""
+    route_logs(trainer.callback_handler.callbacks, logging_dir or Path(trainer.args.output_dir) / LOGS_DIR)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -402,6 +434,8 @@ def _save_final(model: nn.Module, processor: Any, output_dir: Path, spec: Resolv
     shutil.rmtree(staged, ignore_errors=True)
     try:
         save_tuned(model, processor, staged, spec, meta)
+        write_run_card(staged, read_mmtune_record(staged) or {}, name=output_dir.resolve().name,
+                       library_name="peft" if (staged / "adapter_config.json").is_file() else "transformers")
         publish_dir(staged, output_dir / FINAL_DIR)
     except OSError as e:
         shutil.rmtree(staged, ignore_errors=True)
@@ -409,15 +443,32 @@ def _save_final(model: nn.Module, processor: Any, output_dir: Path, spec: Resolv
                                "kept: fix that (e.g. free disk space) and rerun with --resume") from e
 
 
+def write_run_card(model_dir: Path, record: dict[str, Any], *, name: str, library_name: str,
+                   extra: Sequence[tuple[str, Any]] = ()) -> Path:
+    """The model card of a tuned model from its ``mmtune.json`` record: base, strategy, data, settings
+    (scores already in ``model_dir``'s card are kept; new ones are added when measured)."""
+    meta = record.get("meta") or {}
+    size = meta.get("num_samples", meta.get("num_records"))
+    training = {k: v for k, v in (meta.get("training") or {}).items() if k not in TRACKING_FIELDS}
+    rows = [(k, meta[k]) for k in ("methods", "objective", "steps") if meta.get(k)]
+    if meta.get("losses"):
+        rows.append(("final loss", round(meta["losses"][-1], 4)))
+    data = [tuple(d) for d in meta.get("data") or []] or ([("training records", size)] if size else [])
+    return write_card(model_dir, name=name, base_model=record.get("base_model"), strategy=record.get("strategy"),
+                      recipe=meta.get("recipe", "tuning"), library_name=library_name, data=data, training=training,
+                      extra=[*rows, *extra])
+
+
 def run_sft(config: SFTConfig, *, resume: bool = False, allow_pickle: bool = False) -> SFTResult:
     """Load the base model and the mixed data named by ``config``, then ``train_sft``."""
-    loaded = load_model(config.model, allow_pickle=allow_pickle)
+    loaded = load_model(config.model, allow_pickle=allow_pickle, quantization=config.model_quantization)
     samples = mix_sources(load_sources(config.data, seed=config.training.seed), seed=config.training.seed)
     output_dir = Path(config.output_dir)
     if _is_main_process():
         atomic_write_json(output_dir / "sft_config.json", to_dict(config))
+    data = [(source.path, stats.drawn) for source, stats in zip(config.data, samples.stats)]
     return train_sft(
-        loaded.model, loaded.processor, samples,
+        loaded.model, loaded.processor, samples, data_sources=data,
         strategy=config.strategy, output_dir=output_dir, training=config.training,
         resume=resume, skip_invalid=config.validation.skip_invalid, max_pixels=config.validation.max_pixels,
         allow_pickle=allow_pickle, methods=config.methods,

@@ -26,6 +26,7 @@ from torch import nn
 from mmtune.files import atomic_write_json
 from mmtune.models.generic import unwrap
 from mmtune.models.loading import LoadedModel, UntrustedPickleError, load_model, load_processor, trusted_pickles
+from mmtune.models.quantization import quantization_of
 from mmtune.strategies.apply import apply_strategy
 from mmtune.strategies.registry import ResolvedStrategy, resolve
 from mmtune.strategies.targets import plain_named_parameters
@@ -70,6 +71,8 @@ def save_tuned(
         "strategy": canonical,
         "format": "full" if full else "delta",
         "base_model": base_path or None,
+        # how the base was stored while tuning (QLoRA); the delta is loaded and merged on the full-precision base
+        "base_quantization": quantization_of(model),
         "meta": meta,
     }
     atomic_write_json(out / MMTUNE_FILE, record)
