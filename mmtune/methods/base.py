@@ -1,6 +1,8 @@
 """Anti-forgetting methods as one concept: each is a registered entry that declares its phase.
 
-- *data* methods change what is trained on (replay of seen data): ``apply(samples, seen, seed)``;
+- *data* methods change what is trained on (replay of seen data): ``apply(samples, seen, seed)``; ICL
+  tuning (``icl``) and CoT tuning (``cot``) are data methods too, not remedies for forgetting, so that a
+  bench row measures what they cost (``lora+cot``);
 - *loss* methods add a term to the training objective (L2-SP, EWC, MAS, LwF): a ``LossTerm`` set up
   once before step 0 and asked for its penalty at every step;
 - *posterior* methods act on finished weights (WiSE-FT, task arithmetic, TIES, DARE):
@@ -79,7 +81,7 @@ class MethodEntry:
 
 
 # Every module of mmtune.methods is imported on first use: a new method is one new module.
-METHODS: Registry[MethodEntry] = Registry("anti-forgetting method", builtins=("mmtune.methods.*",))
+METHODS: Registry[MethodEntry] = Registry("method", builtins=("mmtune.methods.*",))
 
 
 def register_method(name: str, phase: str, description: str, config_cls: type, *,
