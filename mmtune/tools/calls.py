@@ -152,6 +152,13 @@ class JSONFormat:
     def tools(self) -> list[dict[str, Any]]:
         return [t.schema() for t in TOOLS.values()]
 
+    def system_turn(self) -> dict[str, Any]:
+        """The tool schemas and the call syntax as a system turn, the text Hermes-style templates
+        render from ``tools=`` (the prompt collator renders messages only)."""
+        text = (f"You may call these tools:\n<tools>\n{json.dumps(self.tools())}\n</tools>\nCall one as "
+                '<tool_call>{"name": <tool>, "arguments": {<parameter>: <value>}}</tool_call>, or answer.')
+        return {"role": "system", "content": [{"type": "text", "text": text}]}
+
     def is_call(self, text: str) -> bool:
         return "<tool_call>" in text
 

@@ -96,17 +96,14 @@ class ToolLoop:
     def start(self, question: Sample) -> Episode:
         """An episode from a prompt sample (a user turn with the image and the question): the
         tool description is added to the question as the call format writes it."""
-        conversation = copy.deepcopy(Sample(question.id, question.prompt_messages(), list(question.images),
-                                            dict(question.meta)))
+        conversation = Sample(question.id, copy.deepcopy(question.prompt_messages()), list(question.images),
+                              dict(question.meta))
         turn = conversation.messages[-1]
         turn["content"] = content_parts(turn)
         text = next(p for p in reversed(turn["content"]) if p.get("type") == "text")
         text["text"] = self.format.question(text["text"])
         if isinstance(self.format, JSONFormat):
-            tools = json.dumps(self.format.tools())
-            conversation.messages.insert(0, {"role": "system", "content": [{"type": "text", "text": (
-                f"You may call these tools:\n<tools>\n{tools}\n</tools>\nCall one as "
-                '<tool_call>{"name": <tool>, "arguments": {<parameter>: <value>}}</tool_call>, or answer.')}]})
+            conversation.messages.insert(0, self.format.system_turn())
         return Episode(conversation, load_image(question.images[0]))
 
     def run(self, questions: list[Sample], trace: Path | None = None) -> list[Episode]:
