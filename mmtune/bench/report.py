@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from mmtune.bench.findings import decide, findings_markdown
+from mmtune.bench.html import write_html
 from mmtune.bench.pareto import Point, pareto_front, recommend
 from mmtune.bench.plots import bench_figure
 from mmtune.bench.scores import DEFAULT_RANGE, SCALE_CHOICE, RunScores, aggregate_seeds
@@ -237,8 +238,8 @@ def read_bench(out_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any
 
 
 def write_report(out_dir: str | Path, resamples: int | None = None) -> dict[str, Path]:
-    """(Re-)render results.json, report.md, pareto.png and the paper's findings (findings.md, findings.json)
-    from ``out_dir``'s finished runs; ``resamples`` defaults to the bench config's (config.json), else 1000."""
+    """(Re-)render results.json, report.md, pareto.png, the paper's findings (findings.md, findings.json) and
+    report.html from ``out_dir``'s finished runs; ``resamples`` defaults to the bench config's (config.json), else 1000."""
     out_dir = Path(out_dir)
     runs, base, config = read_bench(out_dir)
     if resamples is None:
@@ -263,4 +264,7 @@ def write_report(out_dir: str | Path, resamples: int | None = None) -> dict[str,
         "plot": bench_figure(summary, {t: points(rows) for t, rows in summary.items()}, out_dir / "pareto.png"),
         "findings": atomic_write_text(out_dir / "findings.md", findings_markdown(findings)),
         "findings_json": atomic_write_json(out_dir / "findings.json", findings.to_dict()),
+        # after the plot: the page embeds pareto.png
+        "html": write_html(out_dir, summary, recs, {t: points(rows) for t, rows in summary.items()}, runs,
+                           (base or {}).get("scores"), config, LEGEND.format(resamples=resamples), _recommendation_line),
     }
