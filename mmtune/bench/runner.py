@@ -220,7 +220,8 @@ class Bench:
             shutil.rmtree(self.weights_dir(rid), ignore_errors=True)
         return self.record(target, row, seed, base, after, kind="tune", trainable_params=result.summary.trainable_params,
                            total_params=result.summary.total_params, train_seconds=result.train_seconds,
-                           peak_memory_mb=result.peak_memory_mb, final_loss=result.losses[-1] if result.losses else None)
+                           peak_memory_mb=result.peak_memory_mb, final_loss=result.losses[-1] if result.losses else None,
+                           losses=result.losses)  # report.html's loss curve
 
     def record(self, target: TaskRef, row: Row, seed: int, base: Scored, after: Scored,
                **extra: Any) -> dict[str, Any]:

@@ -185,6 +185,10 @@ def eval_command(args: argparse.Namespace) -> int:
     results = evaluate(loaded.model, loaded.processor, tasks, batch_size=args.batch_size, limit=args.limit,
                        out_dir=args.out, cache_dir=cache, progress=not args.json, icl=icl, demonstrations=pools)
     print(json.dumps(results, indent=2) if args.json else results_table(results), end="" if not args.json else "\n")
+    if args.out:  # the page to look at: scores, and answers beside their images
+        from mmtune.eval.html import write_eval_html
+
+        write_eval_html(results, tasks, args.out)
     if args.out and not args.json:
         print(f"results: {Path(args.out) / 'results.json'}")
     return 0
