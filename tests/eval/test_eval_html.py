@@ -48,3 +48,15 @@ def test_page_loads_in_chromium_without_console_messages(tmp_path):
     loaded = load(page)
     assert loaded.console == []
     assert 'data-sortable="ready"' in loaded.dom and loaded.dom.count('class="card"') == 3
+
+
+def test_eval_command_with_out_writes_the_page(tmp_path, capsys):
+    from mmtune.cli import main
+    from mmtune.models.tiny import save_tiny
+
+    checkpoint = save_tiny("llava", tmp_path / "tiny_llava")
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(checkpoint), "--tasks", "world_sciqa", "--n", "2", "--batch-size", "2",
+                 "--out", str(out), "--json"]) == 0
+    text = (out / "report.html").read_text(encoding="utf-8")
+    assert 'data-task="world_sciqa"' in text and text.count('class="card"') == 2
