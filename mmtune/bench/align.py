@@ -34,7 +34,7 @@ from mmtune.config import ConfigError, from_dict, load_yaml, merge, parse_overri
 from mmtune.data.preferences import Preference
 from mmtune.data.sample import Sample
 from mmtune.files import atomic_write_json, read_jsonl
-from mmtune.recipes.sft import TrainingConfig
+from mmtune.recipes.sft import TrainingConfig, training_settings
 from mmtune.strategies.spec import format_spec, parse_spec
 
 TARGET = "hallucination"  # the align bench's one target: E is scored on the hallucination sets together
@@ -322,7 +322,7 @@ class AlignBench:
         objective = self.config.objective_settings(row, seed)
         return {"model": str(self.bench.base_path), "sets": [self.bench.test_fingerprint(r) for r in self.refs],
                 "data": self.data.fingerprint(), "row": row.label,
-                "training": dataclasses.asdict(self.config.training_for(row, seed)),
+                "training": training_settings(self.config.training_for(row, seed)),
                 "objective": dataclasses.asdict(objective) if objective is not None else None}
 
     def finished(self, row: AlignRow, seed: int) -> bool:

@@ -26,8 +26,11 @@ from mmtune.bench.sample_scores import evaluated_sample_scores
 from mmtune.bench.scores import metric_range, run_scores
 from mmtune.data.sample import Sample
 from mmtune.files import atomic_write_json
+from mmtune.model_card import Score, add_scores
+from mmtune.tracking import log_scores
 
 WORK_DIR = "work"  # trained weights that posterior rows still need
+TRACKING_DIR = "tracking"  # the trackers' local files, a folder per run id (tensorboard --logdir <out>/tracking)
 
 
 @dataclass
@@ -183,9 +186,11 @@ class Bench:
     # -- runs ----------------------------------------------------------------------------------
     def settings(self, target: TaskRef, row: Row, seed: int) -> dict[str, Any]:
         """Everything a run's result depends on; a finished run with other settings is not reused."""
+        from mmtune.recipes.sft import training_settings
+
         return {"model": str(self.base_path), "target": self.test_fingerprint(target),
                 "seen": [self.test_fingerprint(s) for s in self.config.seen], "n_train": self.config.n_train_for(target),
-                "n_test": self.config.n_test, "training": dataclasses.asdict(self.config.training_for(row, seed, target)),
+                "n_test": self.config.n_test, "training": training_settings(self.config.training_for(row, seed, target)),
                 "methods": list(row.methods)}
 
     def finished(self, rid: str, settings: dict[str, Any]) -> bool:
@@ -212,16 +217,22 @@ class Bench:
         methods = row.training_methods()
         seen = ([s for ref in self.config.seen for s in self.train_samples(ref)]
                 if any(m.entry.needs_seen_data for m in methods) else [])
+        training = dataclasses.replace(self.config.training_for(row, seed, target), run_name=rid)
         result = train_sft(loaded.model, loaded.processor, self.train_samples(target), strategy=row.strategy,
-                           output_dir=self.weights_dir(rid), training=self.config.training_for(row, seed, target),
-                           methods=methods, seen_samples=seen)
+                           output_dir=self.weights_dir(rid), training=training, methods=methods, seen_samples=seen,
+                           logging_dir=self.out / TRACKING_DIR / rid)
         after = self.evaluate(result.model, loaded.processor, [target, *self.config.seen], rid)
-        if not self.needs_weights(row):
+        record = self.record(target, row, seed, base, after, kind="tune", trainable_params=result.summary.trainable_params,
+                             total_params=result.summary.total_params, train_seconds=result.train_seconds,
+                             peak_memory_mb=result.peak_memory_mb, final_loss=result.losses[-1] if result.losses else None,
+                             losses=result.losses)  # report.html's loss curve
+        log_scores(training.report_to, run_score_log(record), logging_dir=self.out / TRACKING_DIR / rid, run_name=rid,
+                   step=len(result.losses))
+        if self.needs_weights(row):
+            add_scores(result.final_dir, card_scores(record))
+        else:
             shutil.rmtree(self.weights_dir(rid), ignore_errors=True)
-        return self.record(target, row, seed, base, after, kind="tune", trainable_params=result.summary.trainable_params,
-                           total_params=result.summary.total_params, train_seconds=result.train_seconds,
-                           peak_memory_mb=result.peak_memory_mb, final_loss=result.losses[-1] if result.losses else None,
-                           losses=result.losses)  # report.html's loss curve
+        return record
 
     def record(self, target: TaskRef, row: Row, seed: int, base: Scored, after: Scored,
                **extra: Any) -> dict[str, Any]:
@@ -344,6 +355,21 @@ class Bench:
                 start = time.perf_counter()
                 self.progress(item, self.execute(item.row, item.seed, item.targets, base), time.perf_counter() - start)
         return write_report(self.out, resamples=self.config.bootstrap_resamples)
+
+
+def run_score_log(record: dict[str, Any]) -> dict[str, float]:
+    """A finished run's scores as the trackers get them: E, F, O, the target's score and each seen set's."""
+    return {"E": record["E"], "F": record["F"], "O": record["O"], f"target/{record['target']}": record["target_score"],
+            **{f"seen/{name}": value for name, value in record["seen_after"].items()}}
+
+
+def card_scores(record: dict[str, Any]) -> list[Score]:
+    """A finished run's scores for its model card: E / F / O on its target, and every set before and after."""
+    target = record["target"]
+    return [*(Score(target, name, record[name], "bench: E / F / O") for name in ("E", "F", "O")),
+            Score(target, "target score", record["target_score"], "bench target", record["target_zero_shot"]),
+            *(Score(name, "seen score", value, "bench seen set", record["seen_before"][name])
+              for name, value in record["seen_after"].items())]
 
 
 def _metric(ref: TaskRef, result: dict[str, Any]) -> str:

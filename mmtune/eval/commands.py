@@ -3,9 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from mmtune.files import add_allow_pickle_argument
+
+# Wordings around a task's own instruction for --templates all when the user gives none: a prefix, a
+# question frame and a request for brevity, the kinds of rewording MultiInstruct's sensitivity varies.
+INSTRUCTION_WORDINGS = ("Question: {prompt}", "Look at the image and answer. {prompt}", "{prompt} Answer in a few words.")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,6 +34,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cot-trigger", default=None,
                    help="text appended to CoT prompts (default: \"Let's think step by step.\"; \"\" for none, "
                         "e.g. for a model tuned on rationales)")
+    p.add_argument("--templates", default="first", choices=("first", "all"),
+                   help="all: also score each task under other instruction wordings (its own templates and --template, "
+                        "else mmtune's) and report the score per wording and the sensitivity (std / mean, MultiInstruct)")
+    p.add_argument("--template", action="append", default=[], metavar="TEXT",
+                   help="an instruction wording for --templates all, {prompt} where the question goes, e.g. "
+                        "'Question: {prompt}' (repeatable)")
+    p.add_argument("--report-to", default="none", metavar="TRACKERS",
+                   help="also log the scores to these experiment trackers, comma-separated: tensorboard (event "
+                        "files in <out>/runs), wandb, mlflow, trackio")
+    p.add_argument("--no-card", action="store_true",
+                   help="leave the model card (README.md) of an mmtune checkpoint as it is; by default its scores "
+                        "section gains these scores")
     add_icl_arguments(p)
     add_tools_arguments(p)
     p.set_defaults(func=eval_command)
@@ -152,9 +169,15 @@ def build_tasks(names: list[str], roots: dict[str, str], *, n: int, box_format: 
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    from mmtune.eval.runner import evaluate, results_table
+    from mmtune.eval.runner import evaluate, results_table, template_sensitivity
     from mmtune.strategies.checkpoint import load_tuned
+    from mmtune.tracking import check_report_to
 
+    trackers = check_report_to(args.report_to.split(","), "--report-to")
+    if trackers and not args.out:
+        raise ValueError("--report-to needs --out: the trackers' local files go to <out>/runs")
+    if args.templates == "all" and (args.tools or args.shots):
+        raise ValueError("--templates all scores zero-shot prompts under each instruction template; drop --tools / --shots")
     loaded = load_tuned(args.model, dtype=args.dtype, allow_pickle=args.allow_pickle)
     names = [t.strip() for t in args.tasks.split(",") if t.strip()]
     from mmtune.eval.metrics.grounding import box_format_for
@@ -182,16 +205,100 @@ def eval_command(args: argparse.Namespace) -> int:
     from mmtune.files import mmtune_home
 
     cache = args.cache_dir or (None if args.out else mmtune_home() / "eval_cache")
-    results = evaluate(loaded.model, loaded.processor, tasks, batch_size=args.batch_size, limit=args.limit,
-                       out_dir=args.out, cache_dir=cache, progress=not args.json, icl=icl, demonstrations=pools)
-    print(json.dumps(results, indent=2) if args.json else results_table(results), end="" if not args.json else "\n")
+    settings = dict(batch_size=args.batch_size, limit=args.limit, out_dir=args.out, cache_dir=cache, progress=not args.json)
+    if args.template and args.templates != "all":
+        raise ValueError("--template adds a wording for --templates all; add --templates all or drop it")
+    by_template = ({t.name: template_sensitivity(loaded.model, loaded.processor, with_wordings(t, args.template), **settings)
+                    for t in tasks} if args.templates == "all" else {})
+    results = evaluate(loaded.model, loaded.processor, tasks, **settings, icl=icl, demonstrations=pools)
+    for name, found in by_template.items():
+        results[name]["templates"] = found
+    table = results_table(results) + (templates_table(by_template) if by_template else "")
+    if by_template and args.out:  # each template's evaluate rewrote the files; they end with every result
+        add_to_results(Path(args.out), results, table)
+    print(json.dumps(results, indent=2) if args.json else table, end="" if not args.json else "\n")
     if args.out:  # the page to look at: scores, and answers beside their images
         from mmtune.eval.html import write_eval_html
 
         write_eval_html(results, tasks, args.out)
     if args.out and not args.json:
         print(f"results: {Path(args.out) / 'results.json'}")
+    if trackers:
+        from mmtune.tracking import log_scores
+
+        log_scores(trackers, tracked_scores(results), logging_dir=Path(args.out) / "runs",
+                   run_name=Path(args.model).resolve().name)
+    if not args.no_card:
+        try:
+            card = record_in_card(Path(args.model), results)
+        except OSError as e:  # the scores are printed and saved; a read-only model folder only loses the card
+            print(f"mmtune eval: the model card of {args.model} was not updated ({e}); pass --no-card to skip it",
+                  file=sys.stderr)
+        else:
+            if card and not args.json:
+                print(f"model card: {card}")
     return 0
+
+
+def with_wordings(task, wordings: list[str]):
+    """``task`` with the instruction wordings --templates all scores: its own templates, then ``wordings``
+    (default ``INSTRUCTION_WORDINGS``); its first template stays first, so its usual score is one of them."""
+    import dataclasses
+
+    extra = tuple(w for w in (wordings or INSTRUCTION_WORDINGS) if w not in task.templates)
+    try:
+        return dataclasses.replace(task, templates=task.templates + extra)
+    except ValueError as e:
+        raise ValueError(f"--template: {e}") from e
+
+
+def templates_table(by_template: dict[str, dict]) -> str:
+    """Markdown: each task's score per instruction template, then its sensitivity (std / mean)."""
+    lines = ["", "| task | instruction template | score |", "|---|---|---:|"]
+    for name, found in by_template.items():
+        lines += [f"| {name} | {template} | {score:.2f} |" for template, score in found["scores_by_template"].items()]
+        lines.append(f"| {name} | **sensitivity** (std / mean over {len(found['scores_by_template'])} templates) "
+                     f"| {found['sensitivity']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def add_to_results(out: Path, results: dict, table: str) -> None:
+    """Rewrite ``results.json`` / ``results.md`` in ``out`` with ``results`` (keeping the model fingerprint)."""
+    from mmtune.files import atomic_write_json, atomic_write_text
+
+    written = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    atomic_write_json(out / "results.json", {**written, "tasks": results})
+    atomic_write_text(out / "results.md", table)
+
+
+def tracked_scores(results: dict) -> dict[str, float]:
+    """The scores the trackers get: each task's headline score and, with --templates all, each
+    template's score and the sensitivity."""
+    scores = {}
+    for name, r in results.items():
+        if r["score"] is not None:
+            scores[name] = r["score"]
+        found = r.get("templates")
+        if found:
+            scores.update({f"{name}/template{i}": v for i, v in enumerate(found["scores_by_template"].values())})
+            scores[f"{name}/sensitivity"] = found["sensitivity"]
+    return scores
+
+
+def record_in_card(model_dir: Path, results: dict) -> Path | None:
+    """Add the scores to the model card of ``model_dir`` when mmtune wrote it (or wrote the checkpoint);
+    a card from elsewhere (e.g. the Hub's) is left as it is. Returns the card's path, if written."""
+    from mmtune.model_card import Score, add_scores, read_card
+
+    if not model_dir.is_dir():
+        return None
+    metadata, _ = read_card(model_dir)
+    if "mmtune" not in (metadata.get("tags") or []) and not (model_dir / "mmtune.json").is_file():
+        return None
+    scores = [Score(name, r["metric"], r["score"], "mmtune eval") for name, r in results.items() if r["score"] is not None]
+    scores += [Score(name, "sensitivity", r["templates"]["sensitivity"], "mmtune eval --templates all")
+               for name, r in results.items() if r.get("templates")]
+    return add_scores(model_dir, scores)
 
 
 def tasks_command(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmtune.files import atomic_write_json, mmtune_home
-from mmtune.recipes.sft import FINAL_DIR, TrainingConfig, train_sft
+from mmtune.recipes.sft import FINAL_DIR, LOGS_DIR, TrainingConfig, train_sft
 from mmtune.world.scenes import DEFAULT_WORLD, world_variant, world_variant_named
 
 WORLD_VERSION = 5  # bump when scene rendering or task generation changes what a seed produces
@@ -162,7 +162,8 @@ def pretrain(preset: str, seed: int, out_dir: Path, *, projector: str = "mlp") -
                                   warmup_ratio=0.05, seed=seed, save_steps=0, logging_steps=25,
                                   group_by_length=p.group_by_length,
                                   dataloader_workers=0)  # a collating worker slowed a 2-core CPU: 6.2 vs 7.3 it/s
-        return train_sft(model, processor, samples, strategy=strategy, output_dir=work / name, training=training)
+        return train_sft(model, processor, samples, strategy=strategy, output_dir=work / name, training=training,
+                         logging_dir=work / LOGS_DIR / name)
 
     align = stage("align", captions, "projector", p.align_steps, p.align_lr)
     model = align.model
@@ -175,6 +176,8 @@ def pretrain(preset: str, seed: int, out_dir: Path, *, projector: str = "mlp") -
         "recipe": dataclasses.asdict(p), "seconds": seconds,
         "align_losses": align.losses, "instruct_losses": instruct.losses,
     })
+    if (work / LOGS_DIR).is_dir():  # both stages' training curves (TensorBoard) stay with the base
+        os.replace(work / LOGS_DIR, work / "instruct" / FINAL_DIR / LOGS_DIR)
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     os.replace(work / "instruct" / FINAL_DIR, out_dir)

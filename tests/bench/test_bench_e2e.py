@@ -219,3 +219,30 @@ def test_full_preset_multi_seed_path_on_a_tiny_base(bench, tmp_path):
     assert base["per_sample"]["pope"]["statistic"] == "f1" and base["per_sample"]["caption"]["statistic"] == "mean"
     assert results["scale"]["ranges"]["cider"] == 1000.0
     assert len(list((out / "runs").glob("*.json"))) == 5 * 2 * 2
+
+
+def test_bench_logs_each_run_to_its_tracker_and_card(bench):
+    # TensorBoard is installed (dev extra), so each run's losses and scores are event files under its run id,
+    # read back with TensorBoard's own reader; the run whose weights are kept has its scores in its model card.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mmtune.model_card import read_card
+
+    _, out = bench
+    rid = "scienceqa__lora_r=4_alpha=8_replay_fraction=0.5__seed0"
+    record = json.loads((out / "runs" / f"{rid}.json").read_text())
+    events = EventAccumulator(str(out / "tracking" / rid))
+    events.Reload()
+    # the run's mean loss, logged at its end (once more if an earlier test ran it again)
+    assert {e.step for e in events.Scalars("train/train_loss")} == {2}
+    for name, value in [("E", record["E"]), ("F", record["F"]), ("O", record["O"]),
+                        ("seen/mme", record["seen_after"]["mme"]), ("target/scienceqa", record["target_score"])]:
+        logged = events.Scalars(f"eval/{name}")[-1]
+        assert (logged.step, logged.value) == (2, pytest.approx(value, abs=1e-4))
+    kept = json.loads((out / "runs" / "scienceqa__last__seed0.json").read_text())
+    metadata, body = read_card(out / "work" / "scienceqa__last__seed0" / "final")
+    results = {(r["dataset"]["name"], r["metrics"][0]["type"]): r["metrics"][0]["value"]
+               for r in metadata["model-index"][0]["results"]}
+    assert results[("scienceqa", "E")] == pytest.approx(kept["E"], abs=1e-4)
+    assert results[("mme", "seen score")] == pytest.approx(kept["seen_after"]["mme"], abs=1e-4)
+    assert metadata["base_model"] == str(out.parent / "model") and "`last`" in body
