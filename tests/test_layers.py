@@ -10,7 +10,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mmtune"
 FOUNDATION = {"registry", "files", "lazy", "config", "tracking", "model_card"}  # plain helpers any layer may use
 
 # area -> the areas it may import, lowest first. methods acts on models and data and writes its
-# specs in the strategies' syntax (CoT tuning reads the world's ground-truth rationales); eval sits
+# specs in the strategies' syntax (CoT tuning reads the world's ground-truth rationales, tool-use
+# tuning the tools' traces); eval sits
 # below recipes so pretraining can score its own base.
 # tools (the tool-using loop) sits below eval so `mmtune eval --tools` can run it; it takes eval
 # tasks and the generation function as arguments.
@@ -19,7 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "strategies": {"models"},
     "data": {"models"},
     "world": {"models", "data"},
-    "methods": {"models", "strategies", "data", "world"},
+    "methods": {"models", "strategies", "data", "world", "tools"},
     "tools": {"models", "strategies", "data", "world"},
     "eval": {"models", "strategies", "data", "world", "tools"},
     "recipes": {"models", "strategies", "data", "world", "methods", "eval", "tools"},

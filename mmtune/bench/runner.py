@@ -139,25 +139,72 @@ class Bench:
 
         return load_tuned(self.base_path)
 
-    def evaluate(self, model, processor, refs: list[TaskRef], run: str) -> Scored:
-        """Headline and per-sample scores per task label, answers cached across runs of the bench."""
+    def scored_task(self, ref: TaskRef, row: Row, processor):
+        """The task a target is scored by after tuning with ``row``: as it is, except after ICL tuning
+        (k-shot, the row's k and rule, demonstrations from the target's training records) and CoT tuning
+        (answers read after the rationale, no trigger). The base's zero-shot score stays the reference."""
+        task = self.task(ref)
+        for method in row.training_methods():
+            if method.name == "icl":
+                from mmtune.eval.icl import DemonstrationPool, IclDraw, IclSettings
+
+                select = "nearest-text" if method.config.select == "nearest" else method.config.select
+                pool = DemonstrationPool(self.train_samples(ref), f"{ref.name}'s training records")
+                draw = IclDraw(IclSettings(shots=method.config.shots, select=select), pool)
+                task = dataclasses.replace(task, name=f"{task.name}_{method.config.shots}shot",
+                                           samples=draw.compose_all(task, task.samples[: self.config.n_test], 0))
+            elif method.name == "cot":
+                from mmtune.eval.cot import cot_task
+
+                task = cot_task(task, trigger="", tokenizer=getattr(processor, "tokenizer", processor))
+        return task
+
+    def evaluate(self, model, processor, refs: list[TaskRef], run: str, row: Row | None = None) -> Scored:
+        """Headline and per-sample scores per task label, answers cached across runs of the bench; targets
+        are scored as ``row`` asks (``scored_task``)."""
         from mmtune.eval.runner import evaluate
 
-        tasks = [self.task(r) for r in refs]
+        targets = {t.name for t in self.config.targets}
+        tasks = [self.scored_task(r, row, processor) if row is not None and r.name in targets else self.task(r)
+                 for r in refs]
         if len({t.name for t in tasks}) != len(tasks):
             raise ValueError(f"bench tasks {', '.join(r.name for r in refs)} resolve to eval tasks with the same "
                              "name; give each target/seen entry a different eval task")
         eval_dir = self.out / "evals" / run
-        results = evaluate(model, processor, tasks, batch_size=self.config.eval_batch_size,
+        through_tools = {r.name for r in refs if r.name in targets and row is not None
+                         and any(m.name == "tool_use" for m in row.training_methods())}
+        plain = [t for r, t in zip(refs, tasks) if r.name not in through_tools]
+        results = evaluate(model, processor, plain, batch_size=self.config.eval_batch_size,
                            limit=self.config.n_test, out_dir=eval_dir, cache_dir=self.out / "cache", progress=False)
+        for r, t in zip(refs, tasks):
+            if r.name in through_tools:
+                results[t.name] = self.through_tools(model, processor, t, row, eval_dir)
         scored = Scored()
-        for ref, task, result in zip(refs, tasks, results.values()):
+        for ref, task in zip(refs, tasks):
+            result = results[task.name]
             key = _metric(ref, result)
             scored.scores[ref.name] = float(result["scores"][key])
             scored.ranges[ref.name] = ref.metric_range or metric_range(key)
             found = evaluated_sample_scores(task, eval_dir, self.config.n_test, result, key)
             scored.per_sample[ref.name] = found.to_record() if found is not None else None
         return scored
+
+    def through_tools(self, model, processor, task, row: Row, eval_dir: Path) -> dict[str, Any]:
+        """A target scored through the tool loop (decision mode, the model's own answer, the row's call
+        format); writes its steps and answers into ``eval_dir``."""
+        from mmtune.eval.runner import generate_answers
+        from mmtune.tools.calls import call_format_for
+        from mmtune.tools.evaluation import run_task_with_tools
+        from mmtune.tools.loop import ToolLoop
+
+        method = next(m for m in row.training_methods() if m.name == "tool_use")
+        tokenizer = getattr(processor, "tokenizer", processor)
+        model.eval()
+        loop = ToolLoop(lambda samples, n: generate_answers(model, processor, samples, max_new_tokens=n),
+                        call_format_for(processor, method.config.format),
+                        count_tokens=lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+        return run_task_with_tools(loop, task, limit=self.config.n_test, batch_size=self.config.eval_batch_size,
+                                   out_dir=eval_dir)
 
     # -- the base, once ------------------------------------------------------------------------
     def base_scores(self) -> Scored:
@@ -221,7 +268,7 @@ class Bench:
         result = train_sft(loaded.model, loaded.processor, self.train_samples(target), strategy=row.strategy,
                            output_dir=self.weights_dir(rid), training=training, methods=methods, seen_samples=seen,
                            logging_dir=self.out / TRACKING_DIR / rid)
-        after = self.evaluate(result.model, loaded.processor, [target, *self.config.seen], rid)
+        after = self.evaluate(result.model, loaded.processor, [target, *self.config.seen], rid, row)
         record = self.record(target, row, seed, base, after, kind="tune", trainable_params=result.summary.trainable_params,
                              total_params=result.summary.total_params, train_seconds=result.train_seconds,
                              peak_memory_mb=result.peak_memory_mb, final_loss=result.losses[-1] if result.losses else None,
@@ -258,10 +305,10 @@ class Bench:
         final = self.weights_dir(rid) / FINAL_DIR
         return merge_for_export(load_tuned(final).model, tuned_strategy(final)).state_dict()
 
-    def evaluate_weights(self, state_dict: dict[str, Any], refs: list[TaskRef], run: str) -> Scored:
+    def evaluate_weights(self, state_dict: dict[str, Any], refs: list[TaskRef], run: str, row: Row) -> Scored:
         loaded = self.load_base()
         loaded.model.load_state_dict(state_dict)
-        return self.evaluate(loaded.model, loaded.processor, refs, run)
+        return self.evaluate(loaded.model, loaded.processor, refs, run, row)
 
     def source_record(self, target: TaskRef, row: Row, seed: int) -> dict[str, Any]:
         source = self.by_label[row.source]
@@ -275,7 +322,7 @@ class Bench:
         source = self.by_label[row.source]
         tuned = [self.tuned_state_dict(run_id(t.name, source, seed)) for t in targets]
         state = acting.apply(self.load_base().model.state_dict(), tuned)
-        after = self.evaluate_weights(state, [*targets, *self.config.seen], self.item_id(row, seed, targets))
+        after = self.evaluate_weights(state, [*targets, *self.config.seen], self.item_id(row, seed, targets), row)
         cost = _cost([self.source_record(t, row, seed) for t in targets])
         return [self.record(t, row, seed, base, after, kind=method.name, **cost) for t in targets]
 

@@ -35,7 +35,7 @@ def run_task_with_tools(loop: ToolLoop, task: Any, *, limit: int | None = None, 
     predictions = [task.judge(s, e.answer or "") for s, e in zip(questions, episodes)]
     if samples_log is not None:
         for p, e in zip(predictions, episodes):
-            append_jsonl(samples_log, {"id": p.sample.id, "raw": e.answer, "failure": e.failure, "parsed": p.parsed.answer,
+            append_jsonl(samples_log, {"id": p.sample.id, "raw": e.answer or "", "failure": e.failure, "parsed": p.parsed.answer,
                                        "rule": p.parsed.rule, "score": p.score, "calls": e.calls, "invalid": e.invalid})
     scores = task.aggregate(predictions)
     return {

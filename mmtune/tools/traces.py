@@ -40,26 +40,34 @@ def plan_grounding(question: str) -> list[Call]:
 PLANNERS: dict[str, Callable[[str], list[Call]]] = {"iconqa": plan_counting, "refcoco": plan_grounding}
 
 
+def tool_use_conversation(sample: Sample, call_format: DSLFormat | JSONFormat | None = None) -> Sample | None:
+    """One world question as a tool-use conversation: its planned calls run on the image, their results,
+    and the answer that follows from them; None when that answer is not the reference."""
+    task = sample.meta.get("task")
+    if task not in PLANNERS:
+        raise ValueError(f"sample {sample.id!r}: no tool planner for world task {task!r}; tool-use data exists for "
+                         f"{', '.join(PLANNERS)}")
+    fmt = call_format or DSLFormat()
+    question, reference = sample.text_of("user")[0], sample.meta["answer"]
+    calls = PLANNERS[task](question)
+    image = sample.images[0]
+    results = [c.tool.run(image, c.arguments).text for c in calls]
+    answer = rule_refine(results)
+    if answer != reference:
+        return None
+    messages = [user_turn(fmt.question(question))]
+    for call, result in zip(calls, results):
+        messages += [assistant_turn(fmt.render_call(call)), fmt.result_turn(result)]
+    messages.append(assistant_turn(answer))
+    return Sample(f"{sample.id}-tools", messages, [image], {**sample.meta, "tool_calls": len(calls)})
+
+
 def tool_use_samples(task: str, split: str, n: int, seed: int = 0,
                      call_format: DSLFormat | JSONFormat | None = None) -> tuple[list[Sample], int]:
     """``n`` questions of a world task as tool-use conversations, and how many were left out
     because the tools' answer differed from the reference."""
     if task not in PLANNERS:
         raise ValueError(f"no tool planner for world task {task!r}; tool-use data exists for {', '.join(PLANNERS)}")
-    fmt = call_format or DSLFormat()
-    out, dropped = [], 0
-    for sample in get_world_task(task).samples(split, n, seed):
-        question, reference = sample.text_of("user")[0], sample.meta["answer"]
-        calls = PLANNERS[task](question)
-        image = sample.images[0]
-        results = [c.tool.run(image, c.arguments).text for c in calls]
-        answer = rule_refine(results)
-        if answer != reference:
-            dropped += 1
-            continue
-        messages = [user_turn(fmt.question(question))]
-        for call, result in zip(calls, results):
-            messages += [assistant_turn(fmt.render_call(call)), fmt.result_turn(result)]
-        messages.append(assistant_turn(answer))
-        out.append(Sample(f"{sample.id}-tools", messages, [image], {**sample.meta, "tool_calls": len(calls)}))
-    return out, dropped
+    made = [tool_use_conversation(s, call_format) for s in get_world_task(task).samples(split, n, seed)]
+    out = [s for s in made if s is not None]
+    return out, len(made) - len(out)
