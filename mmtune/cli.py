@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "mmtune.strategies.commands",  # strategies, inspect (groups + trainable params under a strategy)
     "mmtune.data.commands",        # data validate
     "mmtune.recipes.commands",     # train, pretrain, infer, export
+    "mmtune.recipes.chat_commands",  # chat (interactive, streamed, about an image)
     "mmtune.recipes.align.commands",  # align (preference alignment: DPO family, KTO, mDPO, GRPO)
     "mmtune.recipes.prefs_commands",  # prefs build (preference pairs: injected, self-generated, corrupted)
     "mmtune.world.commands",       # world export, world tasks

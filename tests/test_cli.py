@@ -7,7 +7,7 @@ import pytest
 from mmtune.cli import build_parser, main
 
 SUBCOMMANDS = {"strategies", "inspect", "data", "train", "infer", "export", "pretrain", "world",
-               "eval", "tasks", "methods", "bench", "align", "prefs", "tools"}
+               "eval", "tasks", "methods", "bench", "align", "prefs", "tools", "chat"}
 
 
 def test_every_subcommand_is_registered():
