@@ -25,6 +25,21 @@ from mmtune.files import append_jsonl, atomic_write_text, read_jsonl
 from mmtune.recipes.checkpoints import STAGING_DIR, last_complete_checkpoint, publish_dir
 
 
+class BatchShuffledLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' length grouping, then the batches in random order.
+
+    Within each megabatch transformers orders batches by length, so in a mix of tasks whose samples
+    differ in length (five-image episodes beside one-image questions) each task comes in runs of
+    consecutive batches, and each run undoes what the previous one taught. Shuffling whole batches
+    keeps the padding saved and interleaves the tasks."""
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        batches = [indices[i:i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
+        for b in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield from batches[b]
+
+
 class SampleDataset(torch.utils.data.Dataset):
     """Samples as a map-style dataset; the collator does all processing, per batch."""
 
@@ -152,8 +167,8 @@ class SFTTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         if self._lengths is None:
             return super()._get_train_sampler(train_dataset)
-        return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                    lengths=self._lengths)
+        return BatchShuffledLengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                                 lengths=self._lengths)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not self._loss_terms or not model.training:

@@ -129,3 +129,23 @@ def test_quick_icl_mix_is_quick_plus_interleaved_multi_image_documents(monkeypat
     _, plain = pretrain_recipe.pretrain_samples("micro", seed=0)
     documents = {s.id for s in interleaved}
     assert [s.id for s in mix if s.id not in documents] == [s.id for s in plain]
+
+
+def test_length_grouped_batches_come_in_random_order():
+    # quick-icl batches by length; sorted batches brought each task in long runs (recipes.trainer).
+    import torch
+
+    from mmtune.recipes.trainer import BatchShuffledLengthGroupedSampler
+
+    lengths = [10] * 300 + [200] * 100
+    torch.manual_seed(0)
+    order = list(BatchShuffledLengthGroupedSampler(4, lengths=lengths))
+    assert sorted(order) == list(range(400))
+    batches = [{lengths[i] for i in order[b:b + 4]} for b in range(0, 400, 4)]
+    # Still grouped: of 100 batches only the one at the boundary of each of the two megabatches mixes
+    # lengths, and the one transformers swaps the longest sample into.
+    assert sum(len(b) > 1 for b in batches) <= 3
+    long_at = [i for i, b in enumerate(batches) if b == {200}]
+    # Not in runs (transformers' own order gives 4 runs of 5 or 6 here): spread over the epoch.
+    runs = 1 + sum(b - a > 1 for a, b in zip(long_at, long_at[1:]))
+    assert len(long_at) >= 22 and runs >= 10
