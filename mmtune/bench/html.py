@@ -165,7 +165,8 @@ def predictions(out_dir: Path, target_ref: dict[str, Any], seen_refs: list[dict[
             label = f"{ref['name']} ({'seen set, forgotten by most rows' if forgetting else 'target'})"
             cards += sample_cards(out_dir, ref["task"], label, runs, ids, task_samples(ref))
     if not cards:
-        return "<p class=\"note\">No per-sample answers to show (evals/*/*.samples.jsonl absent).</p>"
+        return ("<p class=\"note\">No sample to show: no test sample's score changed after tuning, or the answers "
+                "(evals/RUN/TASK.samples.jsonl) were not kept.</p>")
     return (f"<p class=\"note\">Seed {first_seed}; ✓ / ✗ = the answer's score; images {THUMBNAIL_PX} px.</p>"
             f"<div class=\"cards\">{''.join(cards)}</div>")
 
