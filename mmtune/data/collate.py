@@ -37,11 +37,15 @@ class ChatTemplateError(ValueError):
     """A processor's chat template renders a conversation in a way labels cannot be derived from."""
 
 
-def render(processor: ProcessorMixin, messages: list[dict[str, Any]], *, add_generation_prompt: bool = False) -> str:
-    """The chat text of ``messages`` with the processor's template (image parts become placeholders)."""
+def render(processor: ProcessorMixin, messages: list[dict[str, Any]], *, add_generation_prompt: bool = False,
+           tools: list[dict[str, Any]] | None = None) -> str:
+    """The chat text of ``messages`` with the processor's template (image parts become placeholders);
+    ``tools`` (JSON schemas, a sample's ``meta["tools"]``) go to the template's ``tools=``, which writes
+    them in the family's own tool-calling format."""
     normalized = [{**m, "content": content_parts(m)} for m in messages]
+    extra = {"tools": tools} if tools else {}
     return processor.apply_chat_template(
-        normalized, tokenize=False, add_generation_prompt=add_generation_prompt
+        normalized, tokenize=False, add_generation_prompt=add_generation_prompt, **extra
     )
 
 
@@ -51,15 +55,15 @@ def assistant_char_spans(processor: ProcessorMixin, sample: Sample) -> tuple[str
     A span runs from the end of the generation prompt to the end of the turn's end-of-turn marker;
     whitespace after that marker is template layout, not something the model should predict.
     """
-    messages = sample.messages
-    text = render(processor, messages)
+    messages, tools = sample.messages, sample.meta.get("tools")
+    text = render(processor, messages, tools=tools)
     spans = []
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = render(processor, messages[:i], add_generation_prompt=True)
+        before = render(processor, messages[:i], add_generation_prompt=True, tools=tools)
         # the conversation through its last turn is the whole text: one render fewer per sample
-        through = (text if i == len(messages) - 1 else render(processor, messages[: i + 1])).rstrip()
+        through = (text if i == len(messages) - 1 else render(processor, messages[: i + 1], tools=tools)).rstrip()
         if not (text.startswith(through) and through.startswith(before)):
             raise ChatTemplateError(
                 f"sample {sample.id!r}: the chat template of {type(processor).__name__} renders turn {i} "
@@ -180,14 +184,15 @@ class GenerationCollator:
         self.processor = processor
 
     def __call__(self, samples: Sequence[Sample]) -> GenerationBatch:
-        prompts = [render(self.processor, s.prompt_messages(), add_generation_prompt=True) for s in samples]
+        prompts = [render(self.processor, s.prompt_messages(), add_generation_prompt=True, tools=s.meta.get("tools"))
+                   for s in samples]
         inputs = _encode(self.processor, prompts, _images_of(samples, prompt_only=True), padding_side="left")
         return GenerationBatch(inputs, prompts)
 
 
 def length_of(sample: Sample, processor: ProcessorMixin) -> int:
     """Tokens ``sample`` takes once rendered and its images expanded, as the model sees it."""
-    text = render(processor, sample.messages)
+    text = render(processor, sample.messages, tools=sample.meta.get("tools"))
     return int(_encode(processor, [text], _images_of([sample]))["input_ids"].shape[1])
 
 

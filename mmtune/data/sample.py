@@ -21,7 +21,8 @@ class Sample:
     """One multimodal conversation: ``id``, ``images`` (paths or PIL images), ``messages``.
 
     ``meta`` carries what is not part of the conversation: references for evaluation
-    (``answers``, ``answer``, ``box``, ``choices`` ...), the task name, the source file.
+    (``answers``, ``answer``, ``box``, ``choices`` ...), the task name, the source file, and
+    ``tools`` (JSON schemas the chat template renders through its ``tools=``).
     """
 
     id: str

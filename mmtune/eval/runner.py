@@ -77,7 +77,7 @@ def run_task(
     samples = [task.prompt_sample(s, template) for s in task.samples[:limit]]
     if icl is not None:
         samples = icl.compose_all(task, samples, template, model, processor)
-    prompts = [render(processor, s.messages, add_generation_prompt=True) for s in samples]
+    prompts = [render(processor, s.messages, add_generation_prompt=True, tools=s.meta.get("tools")) for s in samples]
     model_fp = model_fp or model_fingerprint(model)
     task_fp = task.fingerprint(template)
     cache = AnswerCache(cache_dir, model_fp, task_fp) if cache_dir is not None and task.generation.greedy else None

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from mmtune.data.sample import Sample
 from mmtune.tools.registry import TOOLS, Box, Tool, ToolError, find_tool, format_box
 
 MAX_CALL_CHARS = 200  # one call, as written
@@ -149,12 +150,24 @@ class JSONFormat:
     name = "json"
     _BLOCK = re.compile(r"<tool_call>(.*?)(</tool_call>|$)", re.DOTALL)
 
+    def __init__(self, via_template: bool = False) -> None:
+        # True where the chat template renders ``tools=``: the schemas then travel as a sample's
+        # ``meta["tools"]`` and the template writes them in its own format; else as a system turn
+        self.via_template = via_template
+
     def tools(self) -> list[dict[str, Any]]:
         return [t.schema() for t in TOOLS.values()]
 
+    def describe(self, conversation: Sample) -> None:
+        """Give ``conversation`` the tool descriptions: to the chat template, else as a system turn."""
+        if self.via_template:
+            conversation.meta["tools"] = self.tools()
+        else:
+            conversation.messages.insert(0, self.system_turn())
+
     def system_turn(self) -> dict[str, Any]:
         """The tool schemas and the call syntax as a system turn, the text Hermes-style templates
-        render from ``tools=`` (the prompt collator renders messages only)."""
+        render from ``tools=``, for templates that do not."""
         text = (f"You may call these tools:\n<tools>\n{json.dumps(self.tools())}\n</tools>\nCall one as "
                 '<tool_call>{"name": <tool>, "arguments": {<parameter>: <value>}}</tool_call>, or answer.')
         return {"role": "system", "content": [{"type": "text", "text": text}]}
@@ -203,9 +216,16 @@ CALL_FORMATS = {"dsl": DSLFormat, "json": JSONFormat}
 
 def call_format_for(processor: Any, name: str = "auto") -> DSLFormat | JSONFormat:
     """``json`` where the processor's chat template renders ``tools``, else the DSL; or by name."""
+    renders_tools = template_renders_tools(processor)
     if name == "auto":
-        template = getattr(getattr(processor, "tokenizer", processor), "chat_template", None) or ""
-        name = "json" if "tools" in str(template) else "dsl"
+        name = "json" if renders_tools else "dsl"
     if name not in CALL_FORMATS:
         raise ValueError(f"unknown tool-call format {name!r}; use auto, {', '.join(CALL_FORMATS)}")
-    return CALL_FORMATS[name]()
+    return JSONFormat(via_template=renders_tools) if name == "json" else CALL_FORMATS[name]()
+
+
+def template_renders_tools(processor: Any) -> bool:
+    """Whether the processor's (or its tokenizer's) chat template reads ``tools``."""
+    templates = [getattr(processor, "chat_template", None),
+                 getattr(getattr(processor, "tokenizer", None), "chat_template", None)]
+    return any("tools" in str(t) for t in templates if t)

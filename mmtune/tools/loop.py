@@ -103,7 +103,7 @@ class ToolLoop:
         text = next(p for p in reversed(turn["content"]) if p.get("type") == "text")
         text["text"] = self.format.question(text["text"])
         if isinstance(self.format, JSONFormat):
-            conversation.messages.insert(0, self.format.system_turn())
+            self.format.describe(conversation)
         return Episode(conversation, load_image(question.images[0]))
 
     def run(self, questions: list[Sample], trace: Path | None = None) -> list[Episode]:

@@ -59,7 +59,10 @@ def tool_use_conversation(sample: Sample, call_format: DSLFormat | JSONFormat | 
     for call, result in zip(calls, results):
         messages += [assistant_turn(fmt.render_call(call)), fmt.result_turn(result)]
     messages.append(assistant_turn(answer))
-    return Sample(f"{sample.id}-tools", messages, [image], {**sample.meta, "tool_calls": len(calls)})
+    traced = Sample(f"{sample.id}-tools", messages, [image], {**sample.meta, "tool_calls": len(calls)})
+    if isinstance(fmt, JSONFormat):
+        fmt.describe(traced)  # trained with the tool descriptions the loop will show
+    return traced
 
 
 def tool_use_samples(task: str, split: str, n: int, seed: int = 0,

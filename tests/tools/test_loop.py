@@ -170,3 +170,30 @@ def test_limits_and_modes_are_checked():
         Limits(max_calls=0)
     with pytest.raises(ValueError, match="unknown tool loop mode 'auto'"):
         ToolLoop(scripted("1"), DSLFormat(), mode="auto")
+
+
+def test_a_template_that_renders_tools_gets_the_schemas_through_tools():
+    # A Hermes / Qwen2.5-style template reads ``tools``: the call format is json, the schemas travel as the
+    # question's meta["tools"] (no system turn of mmtune's), and the prompt the model sees is the template's.
+    from mmtune.data.collate import GenerationCollator, render
+    from mmtune.tools.calls import call_format_for
+    from mmtune.world.tokenizer import world_processor
+
+    processor = world_processor()
+    processor.chat_template = (
+        "{% if tools %}<|im_start|>system\n# Tools\n<tools>{% for t in tools %}{{ t | tojson }}{% endfor %}</tools>"
+        "<|im_end|>\n{% endif %}{% for m in messages %}<|im_start|>{{ m.role }}\n{% for p in m.content %}"
+        "{% if p.type == 'image' %}<image>{% else %}{{ p.text }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    fmt = call_format_for(processor)
+    assert isinstance(fmt, JSONFormat) and fmt.via_template
+    gen = scripted('<tool_call>{"name": "count", "arguments": {"name": "circle"}}</tool_call>', "2")
+    (episode,) = ToolLoop(gen, fmt).run([_question()])
+    assert episode.answer == "2" and all(m["role"] != "system" for m in episode.conversation.messages)
+    assert episode.conversation.meta["tools"] == fmt.tools()
+    prompt = GenerationCollator(processor)([episode.conversation]).prompts[0]
+    assert prompt.startswith("<|im_start|>system\n# Tools\n<tools>") and '"name": "detect"' in prompt
+    assert prompt == render(processor, episode.conversation.prompt_messages(), add_generation_prompt=True,
+                            tools=fmt.tools())
+    # a template without tools keeps mmtune's system turn
+    assert not call_format_for(world_processor(), "json").via_template
