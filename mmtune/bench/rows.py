@@ -24,6 +24,7 @@ class Row:
     methods: tuple[str, ...] = ()  # the data- and loss-phase methods, canonical specs
     posterior: str | None = None  # the posterior method's canonical spec
     source: str | None = None  # label of the row whose trained runs a posterior row reuses
+    quantized: dict | None = None  # ``quantized(bits=4, ...)``: the base loaded in 4/8 bits (QLoRA)
 
     @property
     def trains(self) -> bool:
@@ -40,10 +41,34 @@ class Row:
     def posterior_method(self) -> Method | None:
         return resolve_methods(self.posterior)[0] if self.posterior else None
 
+    def quantization(self):
+        """The row's ``QuantizationConfig`` (None for a full-precision base)."""
+        if self.quantized is None:
+            return None
+        from mmtune.models.quantization import QuantizationConfig
+
+        return QuantizationConfig(**self.quantized)
+
+
+QUANTIZED = "quantized"  # a row part loading the base in 4 or 8 bits: ``lora+quantized(bits=4)`` is QLoRA
+
 
 def parse_row(text: str) -> Row:
     """Parse a row like ``lora(r=8)+replay(fraction=0.2)``; errors name the row and the fix."""
     parts = parse_spec(text)
+    quantized = [p for p in parts if p.name == QUANTIZED]
+    if quantized:
+        row = parse_row(format_spec([p for p in parts if p.name != QUANTIZED]))
+        try:
+            from mmtune.models.quantization import QuantizationConfig
+
+            QuantizationConfig(**quantized[0].kwargs)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"bench row {text!r}: quantized(...) takes bits, type, double_quant, compute_dtype ({e})") from e
+        if len(quantized) > 1 or not row.trains:
+            raise ValueError(f"bench row {text!r}: one quantized(...) part, on a row that trains (a posterior method "
+                             "needs full-precision weights to act on)")
+        return Row(format_spec(parts), row.strategy, row.methods, quantized=dict(quantized[0].kwargs))
     strategy = [p for p in parts if not is_method(p.name)]
     if not strategy:
         raise ValueError(f"bench row {text!r} names no tuning strategy; write e.g. lora+{text}")

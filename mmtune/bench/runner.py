@@ -134,10 +134,12 @@ class Bench:
             self._train[ref.name] = samples
         return self._train[ref.name]
 
-    def load_base(self):
+    def load_base(self, row: Row | None = None):
+        """The base model; in 4 or 8 bits for a ``quantized(...)`` row (QLoRA)."""
         from mmtune.strategies.checkpoint import load_tuned
 
-        return load_tuned(self.base_path)
+        quantization = row.quantization() if row is not None else None
+        return load_tuned(self.base_path, **({"quantization": quantization} if quantization else {}))
 
     def scored_task(self, ref: TaskRef, row: Row, processor):
         """The task a target is scored by after tuning with ``row``: as it is, except after ICL tuning
@@ -238,7 +240,7 @@ class Bench:
         return {"model": str(self.base_path), "target": self.test_fingerprint(target),
                 "seen": [self.test_fingerprint(s) for s in self.config.seen], "n_train": self.config.n_train_for(target),
                 "n_test": self.config.n_test, "training": training_settings(self.config.training_for(row, seed, target)),
-                "methods": list(row.methods)}
+                "methods": list(row.methods), **({"quantized": row.quantized} if row.quantized else {})}
 
     def finished(self, rid: str, settings: dict[str, Any]) -> bool:
         path = self.out / RUNS_DIR / f"{rid}.json"
@@ -260,7 +262,7 @@ class Bench:
         from mmtune.recipes.sft import train_sft
 
         rid = run_id(target.name, row, seed)
-        loaded = self.load_base()
+        loaded = self.load_base(row)
         methods = row.training_methods()
         seen = ([s for ref in self.config.seen for s in self.train_samples(ref)]
                 if any(m.entry.needs_seen_data for m in methods) else [])

@@ -91,3 +91,27 @@ def test_icl_and_cot_rows_are_scored_as_they_were_tuned(world_model, tmp_path):
     record = json.loads((out / "runs" / "iconqa__last_tool_use__seed0.json").read_text())
     assert record["per_sample"]["iconqa"] is not None  # so its E has a bootstrap interval
     assert json.loads((out / "results.json").read_text())["summary"]["iconqa"]["last+tool_use"]["E_ci"]
+
+
+def test_a_quantized_row_is_qlora_beside_plain_lora(world_model, tmp_path):
+    # ``lora+quantized(bits=4)`` loads the base in 4-bit NF4 (bitsandbytes) under the same LoRA: QLoRA as a row.
+    pytest.importorskip("bitsandbytes", reason="QLoRA needs bitsandbytes (the qlora extra)")
+    from mmtune.bench.rows import parse_row
+
+    row = parse_row("lora(r=4, alpha=8)+quantized(bits=4)")
+    assert row.strategy == "lora(r=4, alpha=8)" and row.quantization().bits == 4 and row.trains
+    with pytest.raises(ValueError, match="bits must be 4 or 8"):
+        parse_row("lora+quantized(bits=3)")
+    with pytest.raises(ValueError, match="a posterior method needs full-precision weights"):
+        parse_row("lora+quantized(bits=4)+wise_ft(alpha=0.5)")
+    out = tmp_path / "bench"
+    sets = [f"model={world_model}", "targets=[iconqa]", "seen=[vqa]", "n_train=6", "n_test=4", "seeds=[0]",
+            "training.max_steps=1", "training.batch_size=2", "eval_batch_size=4", "bootstrap_resamples=100"]
+    argv = ["bench", "--out", str(out), "--strategies", "lora(r=4, alpha=8);lora(r=4, alpha=8)+quantized(bits=4)",
+            *[a for s in sets for a in ("--set", s)]]
+    assert main(argv) == 0
+    runs = {r["row"]: r for r in json.loads((out / "results.json").read_text())["runs"]}
+    assert set(runs) == {"lora(r=4, alpha=8)", "lora(r=4, alpha=8)+quantized(bits=4)"}
+    record = json.loads((out / "runs" / "iconqa__lora_r=4_alpha=8_quantized_bits=4__seed0.json").read_text())
+    assert record["settings"]["quantized"] == {"bits": 4}
+    assert record["trainable_params"] == runs["lora(r=4, alpha=8)"]["trainable_params"]  # the same adapters
