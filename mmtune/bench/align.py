@@ -34,7 +34,7 @@ from mmtune.config import ConfigError, from_dict, load_yaml, merge, parse_overri
 from mmtune.data.preferences import Preference
 from mmtune.data.sample import Sample
 from mmtune.files import atomic_write_json, read_jsonl
-from mmtune.recipes.sft import TrainingConfig, training_settings
+from mmtune.recipes.sft import TRACKING_FIELDS, TrainingConfig, training_settings
 from mmtune.strategies.spec import format_spec, parse_spec
 
 TARGET = "hallucination"  # the align bench's one target: E is scored on the hallucination sets together
@@ -323,7 +323,7 @@ class AlignBench:
         return {"model": str(self.bench.base_path), "sets": [self.bench.test_fingerprint(r) for r in self.refs],
                 "data": self.data.fingerprint(), "row": row.label,
                 "training": training_settings(self.config.training_for(row, seed)),
-                "objective": dataclasses.asdict(objective) if objective is not None else None}
+                "objective": _without_tracking(objective)}
 
     def finished(self, row: AlignRow, seed: int) -> bool:
         path = self.out / RUNS_DIR / f"{run_id(row, seed)}.json"
@@ -431,3 +431,11 @@ def run_from_cli(args: Any) -> dict[str, Path]:
         # Rows contain commas (``dpo(loss_type=ipo, beta=0.2)+lora``), so the list is split on ';'.
         config = dataclasses.replace(config, rows=[s.strip() for s in args.strategies.split(";") if s.strip()])
     return run_align_bench(config)
+
+
+def _without_tracking(objective: Any) -> dict[str, Any] | None:
+    """An objective's settings but where its run is logged (GRPO's report_to, run_name), so finished runs
+    recorded before GRPO had trackers still match."""
+    if objective is None:
+        return None
+    return {k: v for k, v in dataclasses.asdict(objective).items() if k not in TRACKING_FIELDS}

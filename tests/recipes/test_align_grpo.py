@@ -257,6 +257,15 @@ def test_grpo_run_tunes_the_model_and_writes_a_checkpoint_infer_loads(tiny_dir, 
     # some group's completions earned different rewards, so a gradient existed to change the weights
     assert any(r["reward_std"] > 0 for r in rows)
 
+    if strategy == LORA:  # the reward log also goes to TensorBoard (report_to's default), in run/runs
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(tmp_path / "run" / "runs"))
+        events.Reload()
+        logged = [(e.step, e.value) for e in events.Scalars("train/reward")]
+        assert [step for step, _ in logged] == [1, 2, 3]
+        assert [v for _, v in logged] == pytest.approx([r["reward"] for r in rows], abs=1e-6)
+
     final = result.final_dir
     assert (tmp_path / "run" / "checkpoint-3").is_dir()
     record = json.loads((final / "mmtune.json").read_text())

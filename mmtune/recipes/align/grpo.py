@@ -55,6 +55,7 @@ from mmtune.recipes.sft import (
 from mmtune.recipes.trainer import SFTTrainer, StepLossLog
 from mmtune.strategies import apply_strategy, optimizer_param_groups
 from mmtune.strategies.registry import ResolvedStrategy, resolve
+from mmtune.tracking import TRACKERS, check_report_to, default_report_to
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +98,13 @@ class GRPOSettings:
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations to save memory"})
     skip_invalid: bool = field(default=False, metadata={"help": "drop invalid records (listed) instead of failing"})
     max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata={"help": "refuse images with more pixels"})
+    report_to: list[str] = field(default_factory=default_report_to, metadata={
+        "help": f"experiment trackers the losses and rewards go to: any of {', '.join(TRACKERS)}, or [none]; "
+                "default tensorboard when installed (event files in output_dir/runs), else none"})
+    run_name: str = field(default="", metadata={"help": "the run's name in the trackers (default: the output folder's)"})
 
     def __post_init__(self) -> None:
+        self.report_to = check_report_to(self.report_to, "grpo.report_to")
         for name in ("beta", "epsilon", "temperature", "lr", "warmup_ratio", "weight_decay"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -263,7 +269,8 @@ def _grpo_args(config: GRPOSettings, output_dir: Path, max_completion_length: in
         bf16=_use_bf16(config.bf16),
         gradient_checkpointing=config.gradient_checkpointing,
         remove_unused_columns=False,
-        report_to=[],
+        report_to=config.report_to,
+        run_name=config.run_name or output_dir.name,
         use_cpu=not _has_accelerator(),
         dataloader_pin_memory=torch.cuda.is_available(),
         ddp_find_unused_parameters=True,
