@@ -31,6 +31,15 @@ def test_short_pretraining_lowers_the_loss_and_is_reused(micro_preset, monkeypat
     losses = record["instruct_losses"]
     assert len(losses) == 12 and len(record["align_losses"]) == 2
     assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3
+    # both stages' TensorBoard logs (report_to's default) stay with the base: at this size each stage logs
+    # its run's mean loss, the mean of the per-step losses pretrain.json keeps
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for stage, logged in (("align", record["align_losses"]), ("instruct", losses)):
+        events = EventAccumulator(str(path / "runs" / stage))
+        events.Reload()
+        (mean,) = [e.value for e in events.Scalars("train/train_loss")]
+        assert mean == pytest.approx(sum(logged) / len(logged), rel=1e-3)
 
     def no_training(*a, **k):
         raise AssertionError("an existing base model must be reused, not trained again")
