@@ -55,7 +55,7 @@ def score_table(target: str, rows: dict[str, dict[str, Any]], points) -> str:
         deltas = "".join(f"<td data-v=\"{r['seen_deltas'][t]}\" style=\"background:{heat(r['seen_deltas'][t])}\">"
                          f"{r['seen_deltas'][t]:+.1f}</td>" for t in seen)
         body.append(f"<tr data-run=\"{esc(target)}/{esc(name)}\">{cell(esc(name) + (' *' if name in front else ''), name)}"
-                    f"{scores}{deltas}{cell(_count(r['trainable_params']), r['trainable_params'] or 0)}"
+                    f"{scores}{deltas}{cell(short_count(r['trainable_params']), r['trainable_params'] or 0)}"
                     f"{cell(_fmt(r['train_seconds'], '.1f'), r['train_seconds'] or 0)}"
                     f"{cell(_fmt(r['peak_memory_mb'], '.0f'), r['peak_memory_mb'] or 0)}</tr>")
     headers = ["strategy", "E", "F", "O", *[f"Δ {t}" for t in seen], "trainable", "time (s)", "memory (MB)"]
@@ -66,7 +66,8 @@ def _interval(ci: list[float] | None) -> str:
     return "n/a" if ci is None else f"[{ci[0]:+.1f}, {ci[1]:+.1f}]"
 
 
-def _count(n: int | None) -> str:
+def short_count(n: int | None) -> str:
+    """A parameter count in few characters: 49.2K, 7.6M, 1.3B."""
     if n is None:
         return "-"
     for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):

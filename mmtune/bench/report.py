@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mmtune.bench.findings import decide, findings_markdown
-from mmtune.bench.html import write_html
+from mmtune.bench.html import short_count, write_html
 from mmtune.bench.pareto import Point, pareto_front, recommend
 from mmtune.bench.plots import bench_figure
 from mmtune.bench.scores import DEFAULT_RANGE, SCALE_CHOICE, RunScores, aggregate_seeds
@@ -146,13 +146,6 @@ def score_cell(mean_std: list[float], n_seeds: int, ci: list[float] | None) -> s
     return f"{text} [{'n/a' if ci is None else f'{ci[0]:+.1f}, {ci[1]:+.1f}'}]"
 
 
-def _count(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return str(n)
 
 
 def _num(x: float | None, fmt: str) -> str:
@@ -201,7 +194,7 @@ def markdown(summary: dict[str, dict[str, dict[str, Any]]], recs: dict[str, dict
                 f"| {name}{' *' if name in front else ''} | {score_cell(r['E'], n, r['E_ci'])} | "
                 f"{score_cell(r['F'], n, r['F_ci'])} | {score_cell(r['O'], n, r['O_ci'])} | "
                 + " | ".join(f"{r['seen_deltas'][t]:+.1f}" for t in seen)
-                + f" | {_count(r['trainable_params'])} | {_num(r['train_seconds'], '.1f')} | "
+                + f" | {short_count(r['trainable_params'])} | {_num(r['train_seconds'], '.1f')} | "
                 f"{_num(r['peak_memory_mb'], '.0f')} |"
             )
         lines += ["", _recommendation_line(target, recs[target]), ""]
