@@ -30,7 +30,7 @@ def test_resolve_parses_the_strategy_syntax_and_fills_defaults():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("ewk", r"unknown method 'ewk'; known: cot, ewc, icl, l2sp, lwf, .*replay, wise_ft"),
+    ("ewk", r"unknown method 'ewk'; known: cot, ewc, icl, l2sp, lwf, .*replay, tool_use, wise_ft"),
     ("ewc(lam=3)", r"method 'ewc\(lam=3\)': unknown argument\(s\) lam; valid: weight \(lambda"),
     ("replay(fraction=1.0)", r"method 'replay\(fraction=1.0\)': replay fraction must lie in \[0, 1\)"),
     ("l2sp+l2sp(weight=1)", r"l2sp given more than once"),
