@@ -123,18 +123,6 @@ def test_a_row_reads_objective_then_strategy():
         "dpo", {"loss_type": "ipo", "beta": 0.2}, "lora(r=4, alpha=8)", "lora")
 
 
-@pytest.fixture(scope="module")
-def untrained_world_model(tmp_path_factory):
-    """The world model before pre-training: the world tokenizer and processor, random weights."""
-    from mmtune.world.model import build_base_model
-    from mmtune.world.tokenizer import world_processor
-
-    out = tmp_path_factory.mktemp("world") / "model"
-    build_base_model("tiny", seed=0).save_pretrained(out, safe_serialization=True)
-    world_processor().save_pretrained(out)
-    return out
-
-
 def _argv(model, out):
     sets = [f"model={model}", "n_test=4", "n_describe_pairs=2", "n_existence_pairs=2", "n_grpo_prompts=2",
             "eval_batch_size=4", "training.max_steps=2", "training.batch_size=2", "grpo.max_steps=1",

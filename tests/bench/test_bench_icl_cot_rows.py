@@ -53,20 +53,9 @@ def test_tool_use_method_trains_on_calls_results_and_answers():
         _method("tool_use").apply(get_world_task("rsvqa").samples("train", 1, seed=0), [], seed=0)
 
 
-@pytest.fixture(scope="module")
-def world_model(tmp_path_factory):
-    from mmtune.world.model import build_base_model
-    from mmtune.world.tokenizer import world_processor
-
-    out = tmp_path_factory.mktemp("world") / "model"
-    build_base_model("tiny", seed=0).save_pretrained(out, safe_serialization=True)
-    world_processor().save_pretrained(out)
-    return out
-
-
-def test_icl_and_cot_rows_are_scored_as_they_were_tuned(world_model, tmp_path):
+def test_icl_and_cot_rows_are_scored_as_they_were_tuned(untrained_world_model, tmp_path):
     out = tmp_path / "bench"
-    sets = [f"model={world_model}", "targets=[iconqa]", "seen=[vqa]", "n_train=6", "n_test=4", "seeds=[0]",
+    sets = [f"model={untrained_world_model}", "targets=[iconqa]", "seen=[vqa]", "n_train=6", "n_test=4", "seeds=[0]",
             "training.max_steps=1", "training.batch_size=2", "eval_batch_size=4", "bootstrap_resamples=100"]
     argv = ["bench", "--out", str(out), "--strategies", "last+icl(shots=1);last+cot;last+tool_use",
             *[a for s in sets for a in ("--set", s)]]
@@ -93,7 +82,7 @@ def test_icl_and_cot_rows_are_scored_as_they_were_tuned(world_model, tmp_path):
     assert json.loads((out / "results.json").read_text())["summary"]["iconqa"]["last+tool_use"]["E_ci"]
 
 
-def test_a_quantized_row_is_qlora_beside_plain_lora(world_model, tmp_path):
+def test_a_quantized_row_is_qlora_beside_plain_lora(untrained_world_model, tmp_path):
     # ``lora+quantized(bits=4)`` loads the base in 4-bit NF4 (bitsandbytes) under the same LoRA: QLoRA as a row.
     pytest.importorskip("bitsandbytes", reason="QLoRA needs bitsandbytes (the qlora extra)")
     from mmtune.bench.rows import parse_row
@@ -105,7 +94,7 @@ def test_a_quantized_row_is_qlora_beside_plain_lora(world_model, tmp_path):
     with pytest.raises(ValueError, match="a posterior method needs full-precision weights"):
         parse_row("lora+quantized(bits=4)+wise_ft(alpha=0.5)")
     out = tmp_path / "bench"
-    sets = [f"model={world_model}", "targets=[iconqa]", "seen=[vqa]", "n_train=6", "n_test=4", "seeds=[0]",
+    sets = [f"model={untrained_world_model}", "targets=[iconqa]", "seen=[vqa]", "n_train=6", "n_test=4", "seeds=[0]",
             "training.max_steps=1", "training.batch_size=2", "eval_batch_size=4", "bootstrap_resamples=100"]
     argv = ["bench", "--out", str(out), "--strategies", "lora(r=4, alpha=8);lora(r=4, alpha=8)+quantized(bits=4)",
             *[a for s in sets for a in ("--set", s)]]
