@@ -251,7 +251,7 @@ def _training_arguments(training: TrainingConfig, output_dir: Path, args_cls: ty
     )
 
 
-def _checked_samples(samples: Sequence[Sample], processor: Any, max_length: int | None, skip_invalid: bool,
+def checked_samples(samples: Sequence[Sample], processor: Any, max_length: int | None, skip_invalid: bool,
                      max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Sample]:
     """The samples to train on, validated before step 0 so bad records fail fast, all named at once."""
     report = validate_samples(samples, processor=processor, max_length=max_length, max_pixels=max_pixels)
@@ -288,6 +288,7 @@ def train_sft(
     seen_samples: Sequence[Sample] = (),
     logging_dir: str | Path | None = None,
     data_sources: Sequence[tuple[str, int]] = (),
+    validated: bool = False,
 ) -> SFTResult:
     """Tune ``model`` on ``samples`` with ``strategy``; checkpoints in ``output_dir``, result in ``output_dir/final``.
 
@@ -300,6 +301,10 @@ def train_sft(
 
     Losses go to ``training.report_to`` (TensorBoard's files in ``logging_dir``, default
     ``output_dir/runs``); ``data_sources`` (source, samples drawn) go to ``final/README.md``, the model card.
+
+    ``validated``: the caller already passed ``samples`` through ``checked_samples`` with this processor
+    and ``training.max_length`` (the bench does, once per target for all its rows), so they are not
+    encoded again; samples a data method changed are always checked.
     """
     output_dir = Path(output_dir)
     strategy = resolve(strategy)  # parsed once: applied, saved and recorded as this
@@ -307,14 +312,16 @@ def train_sft(
     if seen_samples and any(m.entry.needs_seen_data and m.phase == "loss" for m in methods):
         # EWC / MAS read seen data directly: checked before step 0 like the training data (replay's
         # samples are checked as part of the training set)
-        seen_samples = _checked_samples(seen_samples, processor, training.max_length, skip_invalid, max_pixels)
+        seen_samples = checked_samples(seen_samples, processor, training.max_length, skip_invalid, max_pixels)
     for method in methods:
         if method.entry.needs_seen_data and not seen_samples:
             raise ValueError(f"method {method.label}: needs seen-task samples (seen_samples / seen_data)")
         if method.phase == "data":
             samples = method.build().apply(samples, seen_samples, training.seed)
+            validated = False
     set_seed(training.seed)  # new modules (LoRA, adapters) are initialised under the run's seed
-    train_samples = _checked_samples(samples, processor, training.max_length, skip_invalid, max_pixels)
+    train_samples = (list(samples) if validated
+                     else checked_samples(samples, processor, training.max_length, skip_invalid, max_pixels))
     if not train_samples:
         raise ValueError("no training samples left after validation; check the data sources")
     groups = resolve_groups(model)

@@ -64,3 +64,19 @@ def test_a_target_has_its_own_training_budget(tmp_path):
     assert "n_train" not in settings["target"] and "max_steps" not in settings["target"]
     with pytest.raises(ConfigError, match="'rsvqa': n_train and max_steps must be > 0"):
         load_bench_config(overrides=["targets=[{name: rsvqa, max_steps: -1}]"])
+
+
+def test_a_targets_training_samples_are_validated_once_for_all_rows(tmp_path, monkeypatch):
+    from mmtune.bench.runner import Bench
+    from mmtune.recipes import sft
+
+    calls = []
+    monkeypatch.setattr(sft, "checked_samples", lambda samples, processor, max_length, skip_invalid:
+                        calls.append((len(samples), max_length, skip_invalid)) or list(samples))
+    config = load_bench_config(overrides=[f"model={tmp_path}", "n_train=5", "strategies=[last]", "seen=[vqa]",
+                                          "targets=[iconqa, rsvqa]"])
+    bench = Bench(config, log=lambda _: None)
+    first = bench.checked_train_samples(config.targets[0], processor=None)
+    assert bench.checked_train_samples(config.targets[0], processor=None) is first  # the next rows reuse it
+    bench.checked_train_samples(config.targets[1], processor=None)
+    assert calls == [(5, None, False), (5, None, False)]  # once per target, bad records fail (not skipped)

@@ -123,3 +123,23 @@ def test_accumulation_checkpointing_length_grouping_and_eval_run_together(tiny_l
                        eval_samples=samples[:2])
     assert len(result.losses) == 2 and all(torch.isfinite(torch.tensor(result.losses)))
     assert result.eval_loss is not None and result.eval_loss > 0
+
+
+def test_samples_validated_by_the_caller_train_the_same_run(samples, tiny_dir, tmp_path, monkeypatch):
+    # The bench validates a target's samples once for all its rows (validated=True): the run must be the
+    # one train_sft would have made checking them itself (same losses, to the bit), and it must not encode
+    # them again; a data method's new samples are still checked.
+    from mmtune.recipes import sft
+
+    config = TrainingConfig(max_steps=3, batch_size=2, lr=1e-2, save_steps=0, seed=3)
+    checked = sft.checked_samples(samples, load_plain(tiny_dir)[1], None, skip_invalid=False)
+    own = train_sft(*load_plain(tiny_dir), samples, strategy="lora(r=4, alpha=8)", output_dir=tmp_path / "a",
+                    training=config)
+    calls = []
+    monkeypatch.setattr(sft, "checked_samples", lambda s, *a, **k: calls.append(len(s)) or list(s))
+    given = train_sft(*load_plain(tiny_dir), checked, strategy="lora(r=4, alpha=8)", output_dir=tmp_path / "b",
+                      training=config, validated=True)
+    assert given.losses == own.losses and calls == []
+    train_sft(*load_plain(tiny_dir), checked, strategy="lora(r=4, alpha=8)", output_dir=tmp_path / "c",
+              training=config, validated=True, methods=["replay(fraction=0.5)"], seen_samples=samples[:2])
+    assert calls == [len(checked) * 2]  # the replay mix was checked

@@ -44,12 +44,12 @@ from mmtune.recipes.sft import (
     LOSS_LOG,
     SCHEDULERS,
     SFTResult,
-    _checked_samples,
     _has_accelerator,
     _peak_memory_mb,
     _resume_checkpoint,
     _save_final,
     _use_bf16,
+    checked_samples,
     run_training,
 )
 from mmtune.recipes.trainer import SFTTrainer, StepLossLog
@@ -304,7 +304,7 @@ def prepare_grpo(model: nn.Module, processor: Any, samples: Sequence[Sample], co
     strategy = resolve(config.strategy)
     groups = resolve_groups(model)
     box_format = box_format_for(groups.family.box_format, processor)
-    checked = _checked_samples([_answered(s) for s in samples], processor, None, config.skip_invalid, config.max_pixels)
+    checked = checked_samples([_answered(s) for s in samples], processor, None, config.skip_invalid, config.max_pixels)
     train_samples = [dataclasses.replace(s, messages=s.prompt_messages()) for s in checked]
     if not train_samples:
         raise ValueError("no GRPO prompts left after validation; check the data sources")
