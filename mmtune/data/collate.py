@@ -105,11 +105,27 @@ class SFTCollator:
     sample) when the cut would fall inside the image tokens.
     """
 
-    def __init__(self, processor: ProcessorMixin, max_length: int | None = None) -> None:
+    def __init__(self, processor: ProcessorMixin, max_length: int | None = None, *,
+                 cache_bytes: int = 0) -> None:
         self.processor = processor
         self.max_length = max_length
+        self._cache = _EncodingCache(cache_bytes) if cache_bytes > 0 else None
 
     def __call__(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
+        """The batch of ``samples``. With a cache, each sample is encoded once per collator (its
+        tokens, labels and image tensors kept) and later batches only pad and stack: the same tensors
+        as encoding the batch whole. A family whose batches do not stack that way (images of
+        different shapes, tiles that pad per batch) is encoded whole, batch by batch."""
+        if self._cache is not None and samples:
+            merged = self._cache.batch(samples, self.encode, self.processor.tokenizer.pad_token_id)
+            if merged is not None:
+                if "token_type_ids" in merged and layout_of(self.processor).prefix_lm:
+                    merged["token_type_ids"] = _prefix_lm_token_types(merged["labels"])  # padding included
+                return merged
+        return self.encode(samples)
+
+    def encode(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
+        """``samples`` rendered, tokenized and labelled together, one processor call."""
         rendered = [assistant_char_spans(self.processor, s) for s in samples]
         texts = [text for text, _ in rendered]
         images = _images_of(samples)
@@ -147,6 +163,89 @@ class SFTCollator:
             k: v[:, :width] if torch.is_tensor(v) and v.dim() >= 2 and v.shape[:2] == (len(samples), seq_len) else v
             for k, v in data.items()
         }
+
+
+class _EncodingCache:
+    """Each sample's own encoding (as a batch of one), kept while it fits in ``max_bytes``.
+
+    Keyed by the sample object: a training set holds the same objects every epoch. The samples a
+    batch sees for the first time are encoded together and split into rows where that gives each
+    row exactly its own encoding (checked on the first batch), else one by one. Once a batch cannot
+    be stacked from its samples' encodings, or the cache is full, ``batch`` returns None for every
+    later batch with an uncached sample, and the caller encodes the batch whole.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes, self.nbytes, self.stackable = max_bytes, 0, True
+        self.splittable: bool | None = None  # unknown until the first batch is checked
+        self.entries: dict[int, tuple[Sample, dict[str, torch.Tensor]]] = {}
+
+    def batch(self, samples: Sequence[Sample], encode, pad_token_id: int) -> dict[str, torch.Tensor] | None:
+        if not self.stackable:
+            return None
+        misses = list({id(s): s for s in samples if id(s) not in self.entries}.values())
+        if misses:
+            if self.nbytes >= self.max_bytes:
+                return None
+            try:
+                encodings = self._encode_each(misses, encode)
+            except Exception:  # a family that encodes only whole batches: the batch path says why
+                self.stackable = False
+                return None
+            for sample, encoding in zip(misses, encodings):
+                self.entries[id(sample)] = (sample, encoding)
+                self.nbytes += sum(v.numel() * v.element_size() for v in encoding.values() if torch.is_tensor(v))
+        merged = stack_encodings([self.entries[id(s)][1] for s in samples], pad_token_id)
+        self.stackable = merged is not None
+        return merged
+
+    def _encode_each(self, samples: list[Sample], encode) -> list[dict[str, torch.Tensor]]:
+        rows = None
+        if self.splittable is not False and all(len(s.images) == 1 for s in samples):
+            rows = split_encodings(encode(samples), len(samples))
+            if self.splittable is None:
+                alone = encode(samples[:1])
+                self.splittable = rows is not None and list(rows[0]) == list(alone) and all(
+                    torch.equal(rows[0][k], alone[k]) for k in alone)
+            if not self.splittable:
+                rows = None
+        return rows if rows is not None else [encode([s]) for s in samples]
+
+
+def split_encodings(batch: dict[str, Any], n: int) -> list[dict[str, torch.Tensor]] | None:
+    """A right-padded batch of ``n`` one-image samples -> each row's own encoding, or None unless every
+    tensor holds one row per sample (token sequences cut to the row's length)."""
+    if not all(torch.is_tensor(v) and v.dim() >= 1 and v.shape[0] == n for v in batch.values()):
+        return None
+    lengths = batch["attention_mask"].sum(dim=1).tolist()
+    width = batch["input_ids"].shape[1]
+    return [{k: v[b:b + 1, :lengths[b]] if v.dim() >= 2 and v.shape[1] == width else v[b:b + 1]
+             for k, v in batch.items()} for b in range(n)]
+
+
+_PAD_VALUES = {"labels": IGNORE_INDEX}
+
+
+def stack_encodings(encoded: Sequence[dict[str, Any]], pad_token_id: int) -> dict[str, torch.Tensor] | None:
+    """Batches of one -> one right-padded batch, as the processor would have made it; None when the
+    tensors other than the token sequences differ in shape across samples (they would need padding
+    the processor does its own way) or the samples' keys differ."""
+    keys = list(encoded[0])
+    if any(list(e) != keys for e in encoded) or not all(torch.is_tensor(v) for e in encoded for v in e.values()):
+        return None
+    lengths = [e["input_ids"].shape[1] for e in encoded]
+    width = max(lengths)
+    out = {}
+    for key in keys:
+        values = [e[key] for e in encoded]
+        if all(v.dim() >= 2 and v.shape[:2] == (1, n) for v, n in zip(values, lengths)):
+            pad = pad_token_id if key == "input_ids" else _PAD_VALUES.get(key, 0)
+            values = [torch.nn.functional.pad(v, (0, 0) * (v.dim() - 2) + (0, width - n), value=pad)
+                      for v, n in zip(values, lengths)]
+        elif any(v.shape[1:] != values[0].shape[1:] for v in values):
+            return None
+        out[key] = torch.cat(values)
+    return out
 
 
 def _prefix_lm_token_types(labels: torch.Tensor) -> torch.Tensor:

@@ -47,6 +47,8 @@ def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
 
 
 class LwF:
+    reads_logits = True  # its penalty reads every position's logits: the trainer keeps them all
+
     def __init__(self, weight: float, temperature: float) -> None:
         self.weight, self.temperature = float(weight), float(temperature)
         self.teacher: nn.Module | None = None

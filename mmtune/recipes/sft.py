@@ -52,6 +52,9 @@ logger = logging.getLogger(__name__)
 
 LOSS_LOG = "losses.jsonl"
 FINAL_DIR = "final"
+# Each training sample's encoding is kept after its first batch (later epochs only pad and stack),
+# up to this many bytes of tensors per run; beyond it batches are encoded as they come.
+COLLATE_CACHE_BYTES = 1 << 30
 LOGS_DIR = "runs"  # the trackers' local files (TensorBoard event files), as the Trainer names it
 # Where a run is logged, not what it computes: left out of the settings a finished run is matched by.
 TRACKING_FIELDS = ("report_to", "run_name")
@@ -332,7 +335,7 @@ def train_sft(
 
     checkpoint = _resume_checkpoint(output_dir) if resume else None
     loss_log = output_dir / LOSS_LOG
-    collator = SFTCollator(processor, max_length=training.max_length)
+    collator = SFTCollator(processor, max_length=training.max_length, cache_bytes=COLLATE_CACHE_BYTES)
     loss_terms = [m.build() for m in methods if m.phase == "loss"]
 
     trainer = SFTTrainer(

@@ -8,6 +8,7 @@ leave half-written, and the gradient norm of each step for the divergence check.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import shutil
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from mmtune.data.collate import IGNORE_INDEX
 from mmtune.data.sample import Sample
 from mmtune.files import append_jsonl, atomic_write_text, read_jsonl
 from mmtune.recipes.checkpoints import STAGING_DIR, last_complete_checkpoint, publish_dir
@@ -84,6 +86,38 @@ class StepLossLog(TrainerCallback):
         return {}
 
 
+def label_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Sequence positions whose logits predict a label in some row (position ``t`` predicts ``t + 1``)."""
+    return (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
+
+
+def causal_lm_loss(outputs: Any, labels: torch.Tensor, num_items_in_batch: torch.Tensor | int | None = None):
+    """transformers' causal-LM loss (fp32 cross-entropy, summed over labelled positions and divided by
+    ``num_items_in_batch``, else their mean) on logits kept at every position or at ``label_positions``."""
+    logits = outputs["logits"]
+    targets = labels[:, 1:]
+    if logits.shape[1] == labels.shape[1]:
+        logits = logits[:, :-1]
+    else:
+        targets = targets[:, label_positions(labels)]
+    logits = logits.float().reshape(-1, logits.shape[-1])
+    targets = targets.reshape(-1).to(logits.device)
+    if num_items_in_batch is None:
+        return nn.functional.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX)
+    loss = nn.functional.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    return loss / (num_items_in_batch.to(loss.device) if torch.is_tensor(num_items_in_batch) else num_items_in_batch)
+
+
+def computes_only_kept_logits(model: nn.Module) -> bool:
+    """Whether ``model``'s forward takes ``logits_to_keep`` positions that index its input sequence:
+    not under prompt learning (PEFT prepends virtual tokens, which shift every position)."""
+    peft_config = getattr(model, "peft_config", None)
+    if peft_config and any(c.is_prompt_learning for c in peft_config.values()):
+        return False
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
 class SFTTrainer(Trainer):
     """Trainer + per-group learning rates + the loss terms of anti-forgetting methods (L2-SP, EWC,
     LwF: ``mmtune.methods``, set up by the caller) + exact per-step loss accounting."""
@@ -91,6 +125,10 @@ class SFTTrainer(Trainer):
     def __init__(self, *args: Any, param_groups: list[dict], loss_terms: Sequence[Any] = (),
                  lengths: list[int] | None, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self._label_logits = self.model_accepts_loss_kwargs and all(
+            not getattr(t, "reads_logits", False) for t in loss_terms) and computes_only_kept_logits(self.model)
+        if self._label_logits:
+            self.compute_loss_func = causal_lm_loss  # the loss from the kept logits (see compute_loss)
         self._param_groups = param_groups
         self._loss_terms = list(loss_terms)
         self._lengths = lengths
@@ -171,6 +209,10 @@ class SFTTrainer(Trainer):
                                                  lengths=self._lengths)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self._label_logits and model.training:
+            # The LM head runs only where a label is predicted (a few % of positions on VQA data);
+            # the loss is the same sum over those positions, divided by the same token count.
+            inputs = {**inputs, "logits_to_keep": label_positions(inputs["labels"])}
         if not self._loss_terms or not model.training:
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)

@@ -192,3 +192,49 @@ def test_length_of_and_grouped_order(tiny):
     assert sorted(order) == list(range(8))
     assert order == length_grouped_order(lengths, batch_size=2, seed=0)
     assert lengths[order[0]] == max(lengths), "the longest batch goes first (OOM early)"
+
+
+def _varied_samples() -> list[Sample]:
+    """Questions and answers of different lengths, images of different sizes, one multi-turn chat."""
+    out = [Sample(f"v{i}", [user_turn("what color is the cat" + " please" * i), assistant_turn("red " * (i + 1))],
+                  [_image(size=(40 + 20 * (i % 3), 30 + 7 * i))]) for i in range(5)]
+    out.append(Sample("chat", [{"role": "system", "content": "you are a cat"}, user_turn("how many"),
+                               assistant_turn("two"), user_turn("and dog", n_images=0), assistant_turn("one dog")],
+                      [_image("blue")]))
+    return out
+
+
+def _assert_same_batch(got: dict, want: dict) -> None:
+    assert set(got) == set(want)
+    for key in want:
+        assert torch.equal(got[key], want[key]), key
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("cut", [False, True])
+def test_cached_encodings_stack_to_the_whole_batch(tiny, family, cut):
+    _, processor = tiny(family)
+    samples = _varied_samples()
+    # cut: the longest samples lose their last answer tokens (images come first, so they stay whole)
+    max_length = max(length_of(s, processor) for s in samples) - 3 if cut else None
+    whole = SFTCollator(processor, max_length=max_length)(samples)
+    cached = SFTCollator(processor, max_length=max_length, cache_bytes=1 << 30)
+    _assert_same_batch(cached(samples), whole)  # first epoch: each sample encoded alone, then stacked
+    _assert_same_batch(cached(samples[::-1]), SFTCollator(processor, max_length=max_length)(samples[::-1]))
+    assert cached._cache.stackable and len(cached._cache.entries) == len(samples)
+
+
+def test_cache_falls_back_to_whole_batches(tiny):
+    _, processor = tiny("llava")
+    samples = _varied_samples()
+    with_text_only = samples + [_multi_turn_text_sample()]  # no image tensors: the keys differ
+    cached = SFTCollator(processor, cache_bytes=1 << 30)
+    _assert_same_batch(cached(with_text_only), SFTCollator(processor)(with_text_only))
+    assert not cached._cache.stackable
+    _assert_same_batch(cached(samples), SFTCollator(processor)(samples))  # encoded whole from then on
+
+    small = SFTCollator(processor, cache_bytes=1)  # full after its first batch
+    _assert_same_batch(small(samples[:2]), SFTCollator(processor)(samples[:2]))
+    _assert_same_batch(small(samples), SFTCollator(processor)(samples))  # new samples: encoded whole
+    assert len(small._cache.entries) == 2
+    assert small._cache.splittable  # one image per sample: the first batch's rows were each sample's own

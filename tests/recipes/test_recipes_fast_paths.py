@@ -1,0 +1,73 @@
+"""The SFT fast paths change nothing but time: the label-position-only LM head gives transformers'
+loss (and the same training run) as the full head, and it is off where positions would not line up."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mmtune.recipes import trainer as trainer_mod
+from mmtune.recipes.sft import TrainingConfig, train_sft
+from mmtune.recipes.trainer import causal_lm_loss, computes_only_kept_logits, label_positions
+from tests.recipes.conftest import load_plain
+
+
+def _cfg(**kw) -> TrainingConfig:
+    base = {"lr": 1e-2, "max_steps": 5, "batch_size": 3, "logging_steps": 1, "save_steps": 0, "seed": 0,
+            "warmup_ratio": 0.0}
+    return TrainingConfig(**{**base, **kw})
+
+
+def test_label_positions_by_hand():
+    labels = torch.tensor([[-100, -100, 7, 8, -100],
+                           [-100, -100, -100, -100, 9]])
+    # position t predicts t + 1: row 0 labels at 2, 3 -> positions 1, 2; row 1 at 4 -> position 3
+    assert label_positions(labels).tolist() == [1, 2, 3]
+
+
+def test_kept_logits_give_the_models_own_loss(tiny_llava):
+    from mmtune.data.collate import SFTCollator
+    from tests.recipes.conftest import make_samples
+
+    model, processor = tiny_llava
+    batch = SFTCollator(processor)(make_samples(4))
+    with torch.no_grad():
+        full = model(**batch)
+        kept = model(**{k: v for k, v in batch.items() if k != "labels"},
+                     logits_to_keep=label_positions(batch["labels"]))
+    n_items = (batch["labels"][:, 1:] != -100).sum()
+    assert kept.logits.shape[1] < full.logits.shape[1] // 2  # the answers are a part of each sequence
+    assert float(causal_lm_loss(kept, batch["labels"])) == pytest.approx(float(full.loss), abs=1e-6)
+    assert float(causal_lm_loss(full, batch["labels"])) == pytest.approx(float(full.loss), abs=1e-6)
+    summed = model(**batch, num_items_in_batch=n_items).loss
+    assert float(causal_lm_loss(kept, batch["labels"], n_items)) == pytest.approx(float(summed), abs=1e-6)
+
+
+@pytest.mark.parametrize("strategy", ["lora(r=4, alpha=8, groups=llm)", "full"])
+def test_training_with_kept_logits_matches_the_full_head(strategy, samples, tiny_dir, tmp_path, monkeypatch):
+    used = []
+    real = trainer_mod.computes_only_kept_logits
+    monkeypatch.setattr(trainer_mod, "computes_only_kept_logits", lambda m: used.append(real(m)) or used[-1])
+    fast = train_sft(*load_plain(tiny_dir), samples, strategy=strategy, output_dir=tmp_path / "fast",
+                     training=_cfg(grad_accum=2))
+    monkeypatch.setattr(trainer_mod, "computes_only_kept_logits", lambda m: False)
+    plain = train_sft(*load_plain(tiny_dir), samples, strategy=strategy, output_dir=tmp_path / "plain",
+                      training=_cfg(grad_accum=2))
+    assert used == [True]
+    assert len(fast.losses) == 5
+    assert fast.losses == pytest.approx(plain.losses, abs=1e-6)
+
+
+def test_kept_logits_are_off_under_prompt_tuning_and_lwf(tiny_dir, samples, tmp_path):
+    from mmtune.models import resolve_groups
+    from mmtune.strategies import apply_strategy
+
+    model, _ = load_plain(tiny_dir)
+    assert computes_only_kept_logits(model)
+    prompted, _ = apply_strategy(model, "prompt(n=4)", resolve_groups(model))
+    assert not computes_only_kept_logits(prompted)  # virtual tokens shift every position
+    from mmtune.methods.lwf import LwF
+
+    assert LwF.reads_logits  # the trainer keeps every position's logits for its penalty
+    result = train_sft(*load_plain(tiny_dir), samples, strategy="full", output_dir=tmp_path / "lwf",
+                       training=_cfg(max_steps=2), methods=["lwf(weight=1.0)"])
+    assert len(result.losses) == 2 and all(l > 0 for l in result.losses)
