@@ -1,0 +1,127 @@
+"""One SFT run of one contender, the child process of ``sft_throughput.py``, in that tool's venv.
+
+Imports only the standard library, torch, transformers and the contender's own package (never mmtune
+outside its own run), so it runs in LLaMA-Factory's and ms-swift's venvs too. All four train on
+``transformers.Trainer``; ``_record_trainer`` wraps its ``train`` (train-loop seconds, excluding
+start-up) and ``training_step`` (each step's loss, exactly) the same way for all of them. Writes one
+JSON object to ``--result``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# The tiny LLaVA's chat turns (mmtune.models.processors.chat_template): ChatML, no system message.
+TURN_START, TURN_END = "<|im_start|>", "<|im_end|>"
+USER_PREFIX = TURN_START + "user\n"
+ASSISTANT_PREFIX = TURN_END + "\n" + TURN_START + "assistant\n"  # closes the user turn, opens the answer
+
+
+def _record_trainer() -> dict[str, Any]:
+    """Patch ``transformers.Trainer`` so any trainer built on it fills the returned record."""
+    import torch
+    import transformers
+
+    record: dict[str, Any] = {"losses": []}
+    train, training_step = transformers.Trainer.train, transformers.Trainer.training_step
+
+    def timed_train(self, *args, **kwargs):
+        record["trainable_params"] = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        record["torch_threads"] = torch.get_num_threads()
+        start = time.perf_counter()
+        try:
+            return train(self, *args, **kwargs)
+        finally:
+            record["train_seconds"] = time.perf_counter() - start
+
+    def logged_step(self, *args, **kwargs):
+        loss = training_step(self, *args, **kwargs)
+        record["losses"].append(float(loss))
+        return loss
+
+    transformers.Trainer.train, transformers.Trainer.training_step = timed_train, logged_step
+    return record
+
+
+def run_mmtune(s: dict[str, Any], model_dir: Path, data: Path, out: Path, strategy: str) -> None:
+    from mmtune.data.readers import read_records
+    from mmtune.models import load_model
+    from mmtune.recipes.sft import TrainingConfig, train_sft
+
+    loaded = load_model(model_dir)
+    spec = "full" if strategy == "full" else (
+        f"lora(r={s['lora_r']}, alpha={s['lora_alpha']}, dropout={s['lora_dropout']}, groups=llm)")
+    training = TrainingConfig(lr=s["lr"], max_steps=s["steps"], batch_size=s["batch_size"],
+                              lr_scheduler=s["lr_scheduler"], warmup_ratio=0.0, seed=s["seed"], save_steps=0,
+                              logging_steps=s["steps"], bf16=False, gradient_checkpointing=False, report_to=["none"])
+    train_sft(loaded.model, loaded.processor, read_records(data), strategy=spec, output_dir=out, training=training)
+
+
+def run_trl(s: dict[str, Any], model_dir: Path, data: Path, out: Path, strategy: str) -> None:
+    """TRL's own VLM path: its collator renders the chat template and masks to assistant tokens."""
+    import datasets
+    from peft import LoraConfig
+    from transformers import AutoModelForImageTextToText, AutoProcessor, set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    set_seed(s["seed"])
+    model = AutoModelForImageTextToText.from_pretrained(model_dir)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    args = SFTConfig(output_dir=str(out), max_steps=s["steps"], per_device_train_batch_size=s["batch_size"],
+                     learning_rate=s["lr"], lr_scheduler_type=s["lr_scheduler"], warmup_steps=0, seed=s["seed"],
+                     data_seed=s["seed"], save_strategy="no", eval_strategy="no", report_to=[],
+                     logging_steps=s["steps"], max_length=None, assistant_only_loss=True, bf16=False, fp16=False,
+                     gradient_checkpointing=False, use_cpu=True, dataloader_pin_memory=False)
+    # The decoder's linear layers only, as mmtune's ``groups=llm`` (CLIP's q/k/v_proj stay frozen).
+    targets = "|".join(s["lora_targets"])
+    peft_config = LoraConfig(r=s["lora_r"], lora_alpha=s["lora_alpha"], lora_dropout=s["lora_dropout"],
+                             target_modules=rf".*language_model.*\.({targets})")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
+                         processing_class=processor, peft_config=peft_config)
+    trainer.train()
+
+
+CONTENDERS = {"mmtune": run_mmtune, "trl": run_trl}
+
+
+def _peak_memory_mb() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("contender", choices=sorted(CONTENDERS))
+    parser.add_argument("--settings", type=Path, required=True, help="Settings as JSON (sft_throughput.py)")
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True, help="the data in this contender's format")
+    parser.add_argument("--result", type=Path, required=True)
+    parser.add_argument("--strategy", choices=("lora", "full"), default="lora", help="full: mmtune only (memory)")
+    args = parser.parse_args()
+    import torch
+
+    settings = json.loads(args.settings.read_text())
+    torch.set_num_threads(settings["torch_threads"])
+    record = _record_trainer()
+    with tempfile.TemporaryDirectory() as tmp:
+        CONTENDERS[args.contender](settings, args.model_dir, args.data, Path(tmp), args.strategy)
+    if len(record["losses"]) != settings["steps"]:
+        raise RuntimeError(f"{args.contender} ran {len(record['losses'])} steps, expected {settings['steps']}")
+    samples = settings["steps"] * settings["batch_size"]
+    args.result.write_text(json.dumps({**record, "samples_per_s": samples / record["train_seconds"],
+                                       "peak_memory_mb": _peak_memory_mb(), "strategy": args.strategy}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
