@@ -9,11 +9,13 @@ JSON object to ``--result``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import resource
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +90,45 @@ def run_trl(s: dict[str, Any], model_dir: Path, data: Path, out: Path, strategy:
     trainer.train()
 
 
-CONTENDERS = {"mmtune": run_mmtune, "trl": run_trl}
+def _hf_args(s: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The transformers TrainingArguments both LLaMA-Factory and ms-swift take by name."""
+    return {"output_dir": str(out), "max_steps": s["steps"], "per_device_train_batch_size": s["batch_size"],
+            "gradient_accumulation_steps": 1, "learning_rate": s["lr"], "lr_scheduler_type": s["lr_scheduler"],
+            "warmup_steps": 0, "weight_decay": 0.0, "max_grad_norm": 1.0, "optim": "adamw_torch", "seed": s["seed"],
+            "data_seed": s["seed"], "bf16": False, "fp16": False, "save_strategy": "no", "eval_strategy": "no",
+            "logging_steps": s["steps"], "report_to": "none", "dataloader_num_workers": 0,
+            "dataloader_pin_memory": False}
+
+
+def run_llamafactory(s: dict[str, Any], model_dir: Path, data: Path, out: Path, strategy: str) -> None:
+    """LF's CLI arguments through its python API, with a template that renders the tiny LLaVA's own
+    chat turns (LF's stock ``llava`` template is Vicuna-style with a system prompt)."""
+    if importlib.util.find_spec("torchaudio") is None:
+        # LF 0.9.5 imports torchaudio at module level for audio inputs only; no wheel matches CPU torch 2.13.
+        sys.modules["torchaudio"] = types.ModuleType("torchaudio")
+    from llamafactory.data.formatter import StringFormatter
+    from llamafactory.data.mm_plugin import get_mm_plugin
+    from llamafactory.data.template import register_template
+    from llamafactory.train.tuner import run_exp
+
+    register_template(
+        name="tiny_llava_chatml",
+        format_user=StringFormatter(slots=[USER_PREFIX + "{{content}}" + ASSISTANT_PREFIX]),
+        format_assistant=StringFormatter(slots=["{{content}}" + TURN_END]),  # the loss covers the answer + end
+        stop_words=[TURN_END],
+        mm_plugin=get_mm_plugin(name="llava", image_token="<image>"),
+    )
+    run_exp({
+        **_hf_args(s, out), "stage": "sft", "do_train": True, "model_name_or_path": str(model_dir),
+        "dataset": "fair", "dataset_dir": str(data), "template": "tiny_llava_chatml", "default_system": "",
+        "cutoff_len": 4096, "overwrite_cache": True, "finetuning_type": "lora", "lora_rank": s["lora_r"],
+        "lora_alpha": s["lora_alpha"], "lora_dropout": s["lora_dropout"], "lora_target": ",".join(s["lora_targets"]),
+        "disable_gradient_checkpointing": True, "train_on_prompt": False, "plot_loss": False,
+        "overwrite_output_dir": True,
+    })
+
+
+CONTENDERS = {"mmtune": run_mmtune, "trl": run_trl, "llamafactory": run_llamafactory}
 
 
 def _peak_memory_mb() -> float:
