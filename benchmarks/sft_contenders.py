@@ -35,7 +35,7 @@ def _record_trainer() -> dict[str, Any]:
 
     def timed_train(self, *args, **kwargs):
         record["trainable_params"] = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        record["torch_threads"] = torch.get_num_threads()
+        record["applied"] = _applied(self, torch.get_num_threads())
         start = time.perf_counter()
         try:
             return train(self, *args, **kwargs)
@@ -49,6 +49,23 @@ def _record_trainer() -> dict[str, Any]:
 
     transformers.Trainer.train, transformers.Trainer.training_step = timed_train, logged_step
     return record
+
+
+def _applied(trainer: Any, threads: int) -> dict[str, Any]:
+    """The settings this trainer really runs with, read back from it, to check they were equalised."""
+    a = trainer.args
+    return {"dtype": str(next(trainer.model.parameters()).dtype), "bf16": a.bf16, "fp16": a.fp16,
+            "gradient_checkpointing": bool(getattr(trainer.model, "is_gradient_checkpointing", False)),
+            "batch_size": a.per_device_train_batch_size * a.gradient_accumulation_steps, "lr": a.learning_rate,
+            "lr_scheduler": str(getattr(a.lr_scheduler_type, "value", a.lr_scheduler_type)), "warmup": a.warmup_steps,
+            "weight_decay": a.weight_decay, "max_grad_norm": a.max_grad_norm, "seed": a.seed, "data_seed": a.data_seed,
+            "optim": str(getattr(a.optim, "value", a.optim)), "torch_threads": threads}
+
+
+def _decoder_linears(s: dict[str, Any]) -> str:
+    """PEFT's regex for the decoder's linear layers only, as mmtune's ``groups=llm``: CLIP's q/k/v_proj,
+    which a plain name list would also match, stay frozen."""
+    return rf".*language_model.*\.({'|'.join(s['lora_targets'])})"
 
 
 def run_mmtune(s: dict[str, Any], model_dir: Path, data: Path, out: Path, strategy: str) -> None:
@@ -81,10 +98,8 @@ def run_trl(s: dict[str, Any], model_dir: Path, data: Path, out: Path, strategy:
                      data_seed=s["seed"], save_strategy="no", eval_strategy="no", report_to=[],
                      logging_steps=s["steps"], max_length=None, assistant_only_loss=True, bf16=False, fp16=False,
                      gradient_checkpointing=False, use_cpu=True, dataloader_pin_memory=False)
-    # The decoder's linear layers only, as mmtune's ``groups=llm`` (CLIP's q/k/v_proj stay frozen).
-    targets = "|".join(s["lora_targets"])
     peft_config = LoraConfig(r=s["lora_r"], lora_alpha=s["lora_alpha"], lora_dropout=s["lora_dropout"],
-                             target_modules=rf".*language_model.*\.({targets})")
+                             target_modules=_decoder_linears(s))
     trainer = SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows),
                          processing_class=processor, peft_config=peft_config)
     trainer.train()
@@ -128,7 +143,29 @@ def run_llamafactory(s: dict[str, Any], model_dir: Path, data: Path, out: Path, 
     })
 
 
-CONTENDERS = {"mmtune": run_mmtune, "trl": run_trl, "llamafactory": run_llamafactory}
+def run_ms_swift(s: dict[str, Any], model_dir: Path, data: Path, out: Path, strategy: str) -> None:
+    """ms-swift's ``swift sft`` arguments through ``sft_main``, with a template of the tiny LLaVA's own
+    chat turns on its ``llava1_5_hf`` template class (image-token expansion); its stock template is
+    ``<s>USER: ... ASSISTANT:``. The data is not shuffled at load, only by the trainer's sampler."""
+    from swift.pipelines import sft_main
+    from swift.template import TemplateMeta, register_template
+    from swift.template.templates.llava import LlavaHfTemplate
+
+    register_template(TemplateMeta(
+        "tiny_llava_chatml", prefix=[], prompt=[USER_PREFIX + "{{QUERY}}" + ASSISTANT_PREFIX],
+        chat_sep=[TURN_END + "\n"], suffix=[TURN_END], template_cls=LlavaHfTemplate))
+    hf = _hf_args(s, out)
+    argv = [f"--{k}={v}" for k, v in hf.items()] + [
+        f"--model={model_dir}", "--model_type=llava1_5_hf", "--check_model=false", "--template=tiny_llava_chatml",
+        f"--dataset={data}", "--dataset_shuffle=false", "--split_dataset_ratio=0", "--max_length=4096",
+        "--torch_dtype=float32", "--tuner_type=lora", f"--lora_rank={s['lora_r']}", f"--lora_alpha={s['lora_alpha']}",
+        f"--lora_dropout={s['lora_dropout']}", f"--target_regex={_decoder_linears(s)}", "--freeze_vit=true",
+        "--gradient_checkpointing=false", "--add_version=false", "--dataset_num_proc=1", "--use_hf=true",
+    ]
+    sft_main(argv)
+
+
+CONTENDERS = {"mmtune": run_mmtune, "trl": run_trl, "llamafactory": run_llamafactory, "ms-swift": run_ms_swift}
 
 
 def _peak_memory_mb() -> float:

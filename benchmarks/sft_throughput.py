@@ -151,7 +151,8 @@ def summarize(runs: Sequence[dict[str, Any]], baseline: str = BASELINE) -> dict[
     for name, own in by_name.items():
         row = {"samples_per_s": _spread([r["samples_per_s"] for r in own]),
                "wall_seconds": _spread([r["wall_seconds"] for r in own]),
-               "trainable_params": own[0]["trainable_params"], "peak_rss_mb": max(r["peak_memory_mb"] for r in own)}
+               "trainable_params": own[0]["trainable_params"], "peak_rss_mb": max(r["peak_memory_mb"] for r in own),
+               "applied": own[0].get("applied", {})}
         paired = [(base[r["round"]], r) for r in own if r["round"] in base]
         if name != baseline and paired:
             row["baseline_ratio"] = _spread([b["samples_per_s"] / r["samples_per_s"] for b, r in paired])
@@ -175,6 +176,14 @@ def markdown_table(summary: dict[str, Any], baseline: str = BASELINE) -> str:
         lines.append(f"| {name} | {sps['median']:.1f} ({sps['min']:.1f}-{sps['max']:.1f}) | {ratio_text} | "
                      f"{wall['median']:.1f} | {diff_text} | {row['trainable_params']:,} | {row['peak_rss_mb']:.0f} |")
     return "\n".join(lines)
+
+
+def applied_differences(summary: dict[str, Any], baseline: str = BASELINE) -> list[str]:
+    """Settings a contender's trainer really ran with that differ from the baseline's (read back from each)."""
+    base = summary[baseline]["applied"]
+    return [f"{name}: {key} = {row['applied'].get(key)!r} ({baseline}: {value!r})"
+            for name, row in summary.items() if name != baseline for key, value in base.items()
+            if row["applied"].get(key) != value]
 
 
 def settings_text(settings: Settings) -> str:
@@ -272,6 +281,8 @@ def main() -> int:
               "memory": memory, "runs": runs}
     args.out.write_text(json.dumps(report, indent=2))
     print(markdown_table(summary))
+    differences = applied_differences(summary)
+    print("Settings read back from each trainer: " + ("; ".join(differences) if differences else "all equal"))
     print(f"(JSON with every run and loss curve: {args.out})")
     return 0
 
