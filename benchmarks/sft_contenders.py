@@ -59,7 +59,8 @@ def _applied(trainer: Any, threads: int) -> dict[str, Any]:
             "batch_size": a.per_device_train_batch_size * a.gradient_accumulation_steps, "lr": a.learning_rate,
             "lr_scheduler": str(getattr(a.lr_scheduler_type, "value", a.lr_scheduler_type)), "warmup": a.warmup_steps,
             "weight_decay": a.weight_decay, "max_grad_norm": a.max_grad_norm, "seed": a.seed, "data_seed": a.data_seed,
-            "optim": str(getattr(a.optim, "value", a.optim)), "torch_threads": threads}
+            "optim": str(getattr(a.optim, "value", a.optim)), "adam": [a.adam_beta1, a.adam_beta2, a.adam_epsilon],
+            "torch_threads": threads}
 
 
 def _decoder_linears(s: dict[str, Any]) -> str:
@@ -95,7 +96,8 @@ def run_trl(s: dict[str, Any], model_dir: Path, data: Path, out: Path, strategy:
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     args = SFTConfig(output_dir=str(out), max_steps=s["steps"], per_device_train_batch_size=s["batch_size"],
                      learning_rate=s["lr"], lr_scheduler_type=s["lr_scheduler"], warmup_steps=0, seed=s["seed"],
-                     data_seed=s["seed"], save_strategy="no", eval_strategy="no", report_to=[],
+                     data_seed=s["seed"], optim=s["optimizer"], adam_beta1=s["adam_betas"][0], adam_beta2=s["adam_betas"][1],
+                     adam_epsilon=s["adam_epsilon"], save_strategy="no", eval_strategy="no", report_to=[],
                      logging_steps=s["steps"], max_length=None, assistant_only_loss=True, bf16=False, fp16=False,
                      gradient_checkpointing=False, use_cpu=True, dataloader_pin_memory=False)
     peft_config = LoraConfig(r=s["lora_r"], lora_alpha=s["lora_alpha"], lora_dropout=s["lora_dropout"],
@@ -109,7 +111,8 @@ def _hf_args(s: dict[str, Any], out: Path) -> dict[str, Any]:
     """The transformers TrainingArguments both LLaMA-Factory and ms-swift take by name."""
     return {"output_dir": str(out), "max_steps": s["steps"], "per_device_train_batch_size": s["batch_size"],
             "gradient_accumulation_steps": 1, "learning_rate": s["lr"], "lr_scheduler_type": s["lr_scheduler"],
-            "warmup_steps": 0, "weight_decay": 0.0, "max_grad_norm": 1.0, "optim": "adamw_torch", "seed": s["seed"],
+            "warmup_steps": 0, "weight_decay": 0.0, "max_grad_norm": 1.0, "optim": s["optimizer"],
+            "adam_beta1": s["adam_betas"][0], "adam_beta2": s["adam_betas"][1], "adam_epsilon": s["adam_epsilon"], "seed": s["seed"],
             "data_seed": s["seed"], "bf16": False, "fp16": False, "save_strategy": "no", "eval_strategy": "no",
             "logging_steps": s["steps"], "report_to": "none", "dataloader_num_workers": 0,
             "dataloader_pin_memory": False}

@@ -52,7 +52,10 @@ class Settings:
 
     steps: int = field(default=30, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=8, metadata={"help": "samples per step, no gradient accumulation"})
-    lr: float = field(default=1e-3, metadata={"help": "AdamW (torch) learning rate, weight decay 0, grad clip 1.0"})
+    lr: float = field(default=1e-3, metadata={"help": "weight decay 0, gradient norm clipped at 1.0"})
+    optimizer: str = field(default="adamw_torch_fused", metadata={"help": "transformers' name; mmtune's default"})
+    adam_betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"help": "ms-swift's default beta2 is 0.95"})
+    adam_epsilon: float = 1e-8
     lr_scheduler: str = field(default="constant", metadata={"help": "no warmup"})
     seed: int = field(default=0, metadata={"help": "seed and data seed: LoRA init and data order"})
     lora_r: int = 8

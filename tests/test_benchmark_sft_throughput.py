@@ -98,3 +98,10 @@ def test_settings_are_printed_and_checked():
         assert needle in text
     with pytest.raises(ValueError, match="--steps"):
         harness.Settings(steps=0)
+
+
+def test_settings_a_trainer_really_ran_with_are_compared_to_the_baseline():
+    applied = {"optim": "adamw_torch_fused", "adam": [0.9, 0.999, 1e-8], "bf16": False}
+    summary = {"mmtune": {"applied": applied}, "trl": {"applied": dict(applied)},
+               "ms-swift": {"applied": {**applied, "adam": [0.9, 0.95, 1e-8]}}}
+    assert harness.applied_differences(summary) == ["ms-swift: adam = [0.9, 0.95, 1e-08] (mmtune: [0.9, 0.999, 1e-08])"]
