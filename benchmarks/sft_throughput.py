@@ -1,19 +1,23 @@
 """A fair SFT throughput comparison: mmtune's ``train_sft`` vs TRL, LLaMA-Factory and ms-swift.
 
 All four tune the same tiny LLaVA (saved once) on the same samples (exported once to each tool's own
-dataset format, images as PNG files) with the settings in ``Settings``, printed before the runs.
-Each run is a fresh subprocess (``sft_contenders.py``) in its tool's venv; the contenders run in
-rotated order (ABCD, BCDA, ...) for ``--rounds`` rounds. Reported per contender: median samples/s
-over the train loop (min-max), median wall time incl. start-up, mmtune's median ratio against each,
-and each loss curve's largest absolute difference from mmtune's (with the same data order and
-template they agree to fp rounding).
+dataset format, images as PNG files) with the settings in ``Settings``, printed before the runs with
+what no option equalises (``NOT_EQUALISED``). LF and ms-swift get a template that renders the model's
+own chat turns, so every tool sees the same tokens and the same loss mask; with the same seed they also
+see the same batches and LoRA init, and their loss curves agree with mmtune's to fp rounding.
+Each run is a fresh subprocess (``sft_contenders.py``) in its tool's venv, timed inside (the
+``Trainer.train`` call) and outside (wall time incl. start-up); the contenders run in rotated order
+(ABCD, BCDA, ...) for ``--rounds`` rounds. Reported per contender: median samples/s (min-max), median
+wall time, mmtune's median per-round ratio against it, its loss curve's largest absolute difference
+from mmtune's, and the settings read back from its trainer where they differ from mmtune's.
 
-Set up the two foreign venvs once (/work/venvs/lf, /work/venvs/swift; pins in benchmarks/sft_envs/):
+Set up the two foreign venvs once (/work/venvs/lf, /work/venvs/swift or $MMTUNE_BENCH_VENVS; pip
+constraints in benchmarks/sft_envs/):
     python benchmarks/sft_throughput.py --setup
-Measure, on a quiet machine (the mmtune venv active, PYTHONPATH at the checkout):
-    OMP_NUM_THREADS=1 python benchmarks/sft_throughput.py --steps 30 --rounds 8 --out sft_throughput.json
-Smoke run: ``--steps 3 --rounds 1``. ``--memory`` adds one full-tuning mmtune run and reports its peak
-memory against LoRA's (process RSS on a CPU, which only means something on a GPU).
+Measure on a quiet machine, from the checkout with mmtune's venv active:
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/sft_throughput.py --steps 30 --rounds 8 --out sft_throughput.json
+Smoke run (about a minute): ``--steps 3 --rounds 1``. ``--memory`` adds one full-tuning mmtune run and
+reports its peak memory against LoRA's (process RSS on a CPU, which only means something on a GPU).
 """
 from __future__ import annotations
 
@@ -41,6 +45,17 @@ TOOLS = {
     "llamafactory": ("lf", "llamafactory==0.9.5", HERE / "sft_envs" / "lf.txt"),
     "ms-swift": ("swift", "ms-swift==4.6.0", HERE / "sft_envs" / "swift.txt"),
 }
+# What each tool does that no option turns off, so it stays in its numbers (printed with the settings).
+NOT_EQUALISED = {
+    "mmtune": "validates (renders and tokenizes) every sample before the train loop and writes the tuned adapter "
+              "after it: wall time only",
+    "trl": "computes entropy and token accuracy on every step (TRL 1.16's fused LM head has no switch)",
+    "llamafactory": "tokenizes every sample before the train loop (wall time only; the others render and tokenize "
+                    "in the collator, inside the loop); pads each batch to a multiple of 8 tokens (hard-coded); "
+                    "writes the adapter after training (wall time only)",
+    "ms-swift": "computes token accuracy on every step (no switch); computes the LM head only from the batch's "
+                "first labelled position on (use_logits_to_keep, its default, left on as its own optimisation)",
+}
 # Installed as dependencies but unused; their CUDA-built wheels break ``import torchvision`` on CPU torch.
 UNWANTED = {"llamafactory": ("torchvision", "torchaudio")}
 IMAGE_PLACEHOLDER = "<image>"
@@ -67,7 +82,10 @@ class Settings:
     loss_on: str = field(default="assistant tokens", metadata={"help": "answer and its end-of-turn token"})
     system_prompt: str = field(default="", metadata={"help": "none: the tools' default system prompts removed"})
     torch_threads: int = field(default=1, metadata={"help": "OMP_NUM_THREADS=1 and torch.set_num_threads(1)"})
-    eval_save_metrics: str = field(default="off", metadata={"help": "no eval, no checkpoints, no extra step metrics"})
+    eval_save_metrics: str = field(default="off", metadata={"help": "no eval, no checkpoints, no extra step metrics "
+                                                                      "where a tool has a switch"})
+    data_order: str = field(default="transformers' seeded random sampler over the exported order", metadata={
+        "help": "no tool shuffles at load (ms-swift: dataset_shuffle false), so all see the same batches"})
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "lora_r", "torch_threads"):
@@ -256,7 +274,8 @@ def main() -> int:
     settings = Settings(steps=args.steps)
     for c in contenders:
         interpreter(c)
-    print("Equalised settings (every contender):\n" + settings_text(settings), flush=True)
+    print("Equalised settings (every contender):\n" + settings_text(settings))
+    print("Not equalised:\n" + "\n".join(f"  {c}: {NOT_EQUALISED[c]}" for c in contenders), flush=True)
 
     from mmtune.models.tiny import save_tiny
 
@@ -280,7 +299,8 @@ def main() -> int:
             memory = {"full_peak_mb": full["peak_memory_mb"], "lora_peak_mb": lora,
                       "full_over_lora": full["peak_memory_mb"] / lora}
     summary = summarize(runs)
-    report = {"settings": dataclasses.asdict(settings), "rounds": args.rounds, "summary": summary,
+    report = {"settings": dataclasses.asdict(settings), "not_equalised": {c: NOT_EQUALISED[c] for c in contenders},
+              "rounds": args.rounds, "summary": summary,
               "memory": memory, "runs": runs}
     args.out.write_text(json.dumps(report, indent=2))
     print(markdown_table(summary))

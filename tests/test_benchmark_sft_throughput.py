@@ -105,3 +105,7 @@ def test_settings_a_trainer_really_ran_with_are_compared_to_the_baseline():
     summary = {"mmtune": {"applied": applied}, "trl": {"applied": dict(applied)},
                "ms-swift": {"applied": {**applied, "adam": [0.9, 0.95, 1e-8]}}}
     assert harness.applied_differences(summary) == ["ms-swift: adam = [0.9, 0.95, 1e-08] (mmtune: [0.9, 0.999, 1e-08])"]
+
+
+def test_every_contender_says_what_it_could_not_equalise():
+    assert set(harness.NOT_EQUALISED) == set(harness.CONTENDERS) == set(contenders.CONTENDERS)
