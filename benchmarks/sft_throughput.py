@@ -306,6 +306,8 @@ def main() -> int:
     print(markdown_table(summary))
     differences = applied_differences(summary)
     print("Settings read back from each trainer: " + ("; ".join(differences) if differences else "all equal"))
+    if memory:
+        print(f"Peak memory, mmtune full vs LoRA: {memory['full_peak_mb']:.0f} / {memory['lora_peak_mb']:.0f} MB")
     print(f"(JSON with every run and loss curve: {args.out})")
     return 0
 
