@@ -40,7 +40,7 @@ CHILD = HERE / "sft_contenders.py"
 VENVS = Path(os.environ.get("MMTUNE_BENCH_VENVS", "/work/venvs"))
 CONTENDERS = ("mmtune", "trl", "llamafactory", "ms-swift")
 BASELINE = "mmtune"
-# contender -> (venv folder under VENVS or None for this interpreter, pip requirement, constraints file)
+# contender -> (its venv's folder under VENVS, pip requirement, pip constraints); mmtune and TRL run in this venv
 TOOLS = {
     "llamafactory": ("lf", "llamafactory==0.9.5", HERE / "sft_envs" / "lf.txt"),
     "ms-swift": ("swift", "ms-swift==4.6.0", HERE / "sft_envs" / "swift.txt"),
@@ -56,7 +56,8 @@ NOT_EQUALISED = {
     "ms-swift": "computes token accuracy on every step (no switch); computes the LM head only from the batch's "
                 "first labelled position on (use_logits_to_keep, its default, left on as its own optimisation)",
 }
-# Installed as dependencies but unused; their CUDA-built wheels break ``import torchvision`` on CPU torch.
+# Pulled in by LF but unused, and no release of either matches CPU torch 2.13 (torchaudio's library fails to
+# load; a mismatched torchvision breaks transformers' image processors): removed, the child stubs torchaudio.
 UNWANTED = {"llamafactory": ("torchvision", "torchaudio")}
 IMAGE_PLACEHOLDER = "<image>"
 
