@@ -115,6 +115,22 @@ def _execute(label: str, seed: int, target_names: list[str]) -> tuple[int, list[
 
 
 # -- in the parent ---------------------------------------------------------------------------------
+def longest_first(bench: Bench, items) -> list[PlanItem]:
+    """``items`` in the order to hand them out: most training steps first (plan order among equals).
+
+    The last runs left for the workers are then short ones, so no worker waits long for another to
+    finish (longest-processing-time-first); results do not depend on the order.
+    """
+    return sorted(items, key=lambda item: -training_steps(bench, item))
+
+
+def training_steps(bench: Bench, item: PlanItem) -> int:
+    """What an item costs, near enough to order by: its optimizer steps (none for a posterior row)."""
+    if not item.row.trains:
+        return 0
+    return sum(bench.config.training_for(item.row, item.seed, t).max_steps for t in item.targets)
+
+
 def run_parallel(bench: Bench, items: list[PlanItem], base: Scored, workers: int, gpus: list[str],
                  report: Callable[[PlanItem, list[dict[str, Any]], float, int], None]) -> None:
     """Run ``items`` on ``workers`` processes, each posterior item once its sources are finished.
@@ -134,9 +150,9 @@ def run_parallel(bench: Bench, items: list[PlanItem], base: Scored, workers: int
     running: dict[Future, PlanItem] = {}
     try:
         while waiting or running:
-            for key, item in list(waiting.items()):
+            for item in longest_first(bench, waiting.values()):
                 if unfinished.isdisjoint(item.sources):
-                    del waiting[key]
+                    del waiting[item.key]
                     running[executor.submit(_execute, item.row.label, item.seed, [t.name for t in item.targets])] = item
             if not running:  # what is left waits for failed runs
                 break

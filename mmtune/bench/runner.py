@@ -75,7 +75,7 @@ class Bench:
         self.base_path = base_path or self._base_model_path()
         self._tasks: dict[str, Any] = {}
         self._train: dict[str, list[Sample]] = {}
-        self._checked: dict[str, list[Sample]] = {}  # training samples validated with the base's processor
+        self._checked: dict[str, tuple[list[Sample], Any]] = {}  # validated training samples, their collator
 
     # -- inputs -------------------------------------------------------------------------------
     def _base_model_path(self) -> Path:
@@ -135,14 +135,17 @@ class Bench:
             self._train[ref.name] = samples
         return self._train[ref.name]
 
-    def checked_train_samples(self, ref: TaskRef, processor) -> list[Sample]:
+    def checked_train_samples(self, ref: TaskRef, processor) -> tuple[list[Sample], Any]:
         """``ref``'s training samples validated once (encoded by the training collator, ``checked_samples``),
-        for every row that trains on them as they are; a bad record fails the first run, named."""
-        from mmtune.recipes.sft import checked_samples
+        and that collator, which keeps their encodings, for every row that trains on them as they are
+        (every row loads the same base, so the same processor); a bad record fails the first run, named."""
+        from mmtune.recipes.sft import checked_samples, training_collator
 
         if ref.name not in self._checked:
-            self._checked[ref.name] = checked_samples(self.train_samples(ref), processor,
-                                                      self.config.training.max_length, skip_invalid=False)
+            collator = training_collator(processor, self.config.training.max_length)
+            self._checked[ref.name] = (checked_samples(self.train_samples(ref), processor,
+                                                       self.config.training.max_length, skip_invalid=False,
+                                                       collator=collator), collator)
         return self._checked[ref.name]
 
     def load_base(self, row: Row | None = None):
@@ -278,8 +281,9 @@ class Bench:
         seen = ([s for ref in self.config.seen for s in self.train_samples(ref)]
                 if any(m.entry.needs_seen_data for m in methods) else [])
         training = dataclasses.replace(self.config.training_for(row, seed, target), run_name=rid)
-        result = train_sft(loaded.model, loaded.processor, self.checked_train_samples(target, loaded.processor),
-                           strategy=row.strategy, validated=True,
+        samples, collator = self.checked_train_samples(target, loaded.processor)
+        result = train_sft(loaded.model, loaded.processor, samples, strategy=row.strategy, validated=True,
+                           collator=collator,
                            output_dir=self.weights_dir(rid), training=training, methods=methods, seen_samples=seen,
                            logging_dir=self.out / TRACKING_DIR / rid)
         after = self.evaluate(result.model, loaded.processor, [target, *self.config.seen], rid, row)

@@ -189,8 +189,10 @@ class _EncodingCache:
                 return None
             try:
                 encodings = self._encode_each(misses, encode)
-            except Exception:  # a family that encodes only whole batches: the batch path says why
-                self.stackable = False
+            except _AloneUnencodable:  # a family that encodes some samples only in company (text-only
+                self.stackable = False  # PaliGemma): batches are encoded whole from now on
+                return None
+            except Exception:  # a bad record: encoded whole, the batch path raises (or validation names it)
                 return None
             for sample, encoding in zip(misses, encodings):
                 self.entries[id(sample)] = (sample, encoding)
@@ -209,7 +211,17 @@ class _EncodingCache:
                     torch.equal(rows[0][k], alone[k]) for k in alone)
             if not self.splittable:
                 rows = None
-        return rows if rows is not None else [encode([s]) for s in samples]
+        if rows is not None:
+            return rows
+        try:
+            return [encode([s]) for s in samples]
+        except Exception as e:
+            encode(samples)  # raises too: a bad record, which the whole batch's encoding names
+            raise _AloneUnencodable from e
+
+
+class _AloneUnencodable(Exception):
+    """A batch encodes, but one of its samples does not on its own."""
 
 
 def split_encodings(batch: dict[str, Any], n: int) -> list[dict[str, torch.Tensor]] | None:

@@ -253,11 +253,12 @@ def _label_issues(batch: dict[str, Any], row: int, max_length: int | None) -> li
     return []
 
 
-def _encoding_issues(samples: Sequence[Sample], processor: Any, max_length: int | None) -> list[list[tuple[str, str]]]:
+def _encoding_issues(samples: Sequence[Sample], processor: Any, max_length: int | None,
+                     collate: Any = None) -> list[list[tuple[str, str]]]:
     """Per sample, what the training collator reports; collated in chunks, a failing chunk one by one."""
     from mmtune.data.collate import SFTCollator
 
-    collate = SFTCollator(processor, max_length=max_length)
+    collate = collate or SFTCollator(processor, max_length=max_length)
     found: list[list[tuple[str, str]]] = []
     for start in range(0, len(samples), _ENCODE_CHUNK):
         chunk = samples[start:start + _ENCODE_CHUNK]
@@ -288,9 +289,14 @@ def validate_samples(
     root: str | Path | None = None,
     max_length: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    collator: Any = None,
 ) -> ValidationReport:
     """Check every sample; with ``processor``, also encode it with the training collator (and
     check its length against ``max_length``).
+
+    ``collator``: the ``SFTCollator`` (same processor and ``max_length``) that will train on the
+    samples; with its cache on, each valid sample's encoding is kept there, so training does not
+    encode it again.
 
     ``root`` overrides each sample's own data root (``meta["root"]``, set by the readers).
     """
@@ -299,7 +305,7 @@ def validate_samples(
     found = [[r for check in CHECKS for r in check(s, Limits(_root_of(s, root_path), max_pixels))] for s in samples]
     if processor is not None:
         clean = [k for k, issues in enumerate(found) if not issues]
-        for k, issues in zip(clean, _encoding_issues([samples[k] for k in clean], processor, max_length)):
+        for k, issues in zip(clean, _encoding_issues([samples[k] for k in clean], processor, max_length, collator)):
             found[k] = issues
     report = ValidationReport(total=len(samples))
     for sample, issues in zip(samples, found):

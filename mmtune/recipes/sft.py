@@ -255,14 +255,21 @@ def _training_arguments(training: TrainingConfig, output_dir: Path, args_cls: ty
 
 
 def checked_samples(samples: Sequence[Sample], processor: Any, max_length: int | None, skip_invalid: bool,
-                     max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Sample]:
-    """The samples to train on, validated before step 0 so bad records fail fast, all named at once."""
-    report = validate_samples(samples, processor=processor, max_length=max_length, max_pixels=max_pixels)
+                    max_pixels: int = DEFAULT_MAX_PIXELS, collator: SFTCollator | None = None) -> list[Sample]:
+    """The samples to train on, validated before step 0 so bad records fail fast, all named at once;
+    their encodings are kept in ``collator``'s cache (``training_collator``) for training to reuse."""
+    report = validate_samples(samples, processor=processor, max_length=max_length, max_pixels=max_pixels,
+                              collator=collator)
     if not report.ok:
         if not skip_invalid:
             report.raise_if_invalid()
         logger.warning("skipping %d invalid records:\n%s", len(report.invalid_ids), report.table())
     return report.valid_samples
+
+
+def training_collator(processor: Any, max_length: int | None) -> SFTCollator:
+    """The collator ``train_sft`` trains with: it keeps each sample's encoding (validation's included)."""
+    return SFTCollator(processor, max_length=max_length, cache_bytes=COLLATE_CACHE_BYTES)
 
 
 def _approx_lengths(samples: Sequence[Sample]) -> list[int]:
@@ -292,6 +299,7 @@ def train_sft(
     logging_dir: str | Path | None = None,
     data_sources: Sequence[tuple[str, int]] = (),
     validated: bool = False,
+    collator: SFTCollator | None = None,
 ) -> SFTResult:
     """Tune ``model`` on ``samples`` with ``strategy``; checkpoints in ``output_dir``, result in ``output_dir/final``.
 
@@ -307,7 +315,9 @@ def train_sft(
 
     ``validated``: the caller already passed ``samples`` through ``checked_samples`` with this processor
     and ``training.max_length`` (the bench does, once per target for all its rows), so they are not
-    encoded again; samples a data method changed are always checked.
+    encoded again; samples a data method changed are always checked. ``collator`` (from
+    ``training_collator`` with this processor and ``training.max_length``) may already hold their
+    encodings: the bench validates a target's samples once with one and trains every row with it.
     """
     output_dir = Path(output_dir)
     strategy = resolve(strategy)  # parsed once: applied, saved and recorded as this
@@ -323,8 +333,9 @@ def train_sft(
             samples = method.build().apply(samples, seen_samples, training.seed)
             validated = False
     set_seed(training.seed)  # new modules (LoRA, adapters) are initialised under the run's seed
+    collator = collator or training_collator(processor, training.max_length)
     train_samples = (list(samples) if validated
-                     else checked_samples(samples, processor, training.max_length, skip_invalid, max_pixels))
+                     else checked_samples(samples, processor, training.max_length, skip_invalid, max_pixels, collator))
     if not train_samples:
         raise ValueError("no training samples left after validation; check the data sources")
     groups = resolve_groups(model)
@@ -335,7 +346,6 @@ def train_sft(
 
     checkpoint = _resume_checkpoint(output_dir) if resume else None
     loss_log = output_dir / LOSS_LOG
-    collator = SFTCollator(processor, max_length=training.max_length, cache_bytes=COLLATE_CACHE_BYTES)
     loss_terms = [m.build() for m in methods if m.phase == "loss"]
 
     trainer = SFTTrainer(

@@ -71,12 +71,15 @@ def test_a_targets_training_samples_are_validated_once_for_all_rows(tmp_path, mo
     from mmtune.recipes import sft
 
     calls = []
-    monkeypatch.setattr(sft, "checked_samples", lambda samples, processor, max_length, skip_invalid:
-                        calls.append((len(samples), max_length, skip_invalid)) or list(samples))
+    monkeypatch.setattr(sft, "checked_samples", lambda samples, processor, max_length, skip_invalid, collator:
+                        calls.append((len(samples), max_length, skip_invalid, collator)) or list(samples))
     config = load_bench_config(overrides=[f"model={tmp_path}", "n_train=5", "strategies=[last]", "seen=[vqa]",
                                           "targets=[iconqa, rsvqa]"])
     bench = Bench(config, log=lambda _: None)
-    first = bench.checked_train_samples(config.targets[0], processor=None)
-    assert bench.checked_train_samples(config.targets[0], processor=None) is first  # the next rows reuse it
-    bench.checked_train_samples(config.targets[1], processor=None)
-    assert calls == [(5, None, False), (5, None, False)]  # once per target, bad records fail (not skipped)
+    first, collator = bench.checked_train_samples(config.targets[0], processor=None)
+    again = bench.checked_train_samples(config.targets[0], processor=None)
+    assert again[0] is first and again[1] is collator  # the next rows reuse the samples and their encodings
+    _, other = bench.checked_train_samples(config.targets[1], processor=None)
+    # once per target, bad records fail (not skipped), each target's encodings kept by its own collator
+    assert [c[:3] for c in calls] == [(5, None, False), (5, None, False)]
+    assert [c[3] for c in calls] == [collator, other] and other is not collator and collator._cache is not None

@@ -216,3 +216,18 @@ def test_auto_runs_a_checkpoint_folder_serially_on_a_cpu(monkeypatch, tmp_path):
     assert Bench(BenchConfig(workers="auto", **grid), base_path=tmp_path).workers(5) == (2, [])
     monkeypatch.setattr(parallel, "visible_gpus", lambda: ["0", "1"])
     assert Bench(BenchConfig(model=str(tmp_path), workers="auto", **grid)).workers(5) == (2, ["0", "1"])
+
+
+def test_the_longest_runs_start_first(tmp_path):
+    from mmtune.bench.runner import Bench
+
+    config = load_bench_config(overrides=[f"model={tmp_path}", "strategies=[last, last+wise_ft(alpha=0.5)]",
+                                          "seen=[vqa]", "targets=[iconqa, {name: refcoco, max_steps: 400}]"])
+    bench = Bench(config, log=lambda _: None)
+    items = bench.plan()
+    steps = {item.run_id: parallel.training_steps(bench, item) for item in items}
+    assert steps == {"iconqa__last__seed0": 160, "refcoco__last__seed0": 400,  # the quick preset's budgets
+                     "iconqa__last_wise_ft_alpha=0.5__seed0": 0, "refcoco__last_wise_ft_alpha=0.5__seed0": 0}
+    assert [i.run_id for i in parallel.longest_first(bench, items)] == [
+        "refcoco__last__seed0", "iconqa__last__seed0",
+        "iconqa__last_wise_ft_alpha=0.5__seed0", "refcoco__last_wise_ft_alpha=0.5__seed0"]

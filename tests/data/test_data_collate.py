@@ -238,3 +238,17 @@ def test_cache_falls_back_to_whole_batches(tiny):
     _assert_same_batch(small(samples), SFTCollator(processor)(samples))  # new samples: encoded whole
     assert len(small._cache.entries) == 2
     assert small._cache.splittable  # one image per sample: the first batch's rows were each sample's own
+
+
+def test_validation_leaves_each_sample_encoded_for_training(tiny):
+    from mmtune.data.validate import validate_samples
+
+    _, processor = tiny("llava")
+    samples = _varied_samples()
+    collator = SFTCollator(processor, cache_bytes=1 << 30)
+    assert validate_samples(samples, processor=processor, collator=collator).ok
+    assert len(collator._cache.entries) == len(samples)
+    encodes = []
+    collator.encode = lambda batch: encodes.append(batch) or SFTCollator.encode(collator, batch)
+    _assert_same_batch(collator(samples[::-1]), SFTCollator(processor)(samples[::-1]))
+    assert encodes == []  # training's batches are stacked from validation's encodings
