@@ -87,6 +87,11 @@ class TrainingConfig:
     dataloader_workers: int = field(
         default=0, metadata={"help": "processes that collate batches (image loading, tokenization) beside training"}
     )
+    logits_at_labels: bool = field(
+        default=True,
+        metadata={"help": "compute the LM head only where a label is predicted (the loss is the same to float "
+                          "rounding; on a large vocabulary far less memory and time); false: at every position"},
+    )
     divergence_factor: float = field(
         default=100.0,
         metadata={"help": "stop when a step's loss exceeds this many times the first step's loss (taken as at "
@@ -133,8 +138,12 @@ class TrainingConfig:
 
 def training_settings(training: TrainingConfig) -> dict[str, Any]:
     """The settings a run's result depends on: every field of ``training`` but where the run is logged
-    (so finished runs recorded before the trackers existed still match)."""
-    return {k: v for k, v in dataclasses.asdict(training).items() if k not in TRACKING_FIELDS}
+    (so finished runs recorded before the trackers existed still match); ``logits_at_labels`` only when
+    on (runs recorded before it existed computed the head everywhere)."""
+    settings = {k: v for k, v in dataclasses.asdict(training).items() if k not in TRACKING_FIELDS}
+    if not settings["logits_at_labels"]:
+        del settings["logits_at_labels"]
+    return settings
 
 
 @dataclass
@@ -358,6 +367,7 @@ def train_sft(
                                             weight_decay=training.weight_decay),
         loss_terms=loss_terms,
         lengths=_approx_lengths(train_samples) if training.group_by_length else None,
+        logits_at_labels=training.logits_at_labels,
     )
     if loss_terms:
         context = LossContext(trainer.model, _batches(seen_samples, collator, training.batch_size, trainer.args.device))

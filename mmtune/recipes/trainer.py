@@ -123,9 +123,9 @@ class SFTTrainer(Trainer):
     LwF: ``mmtune.methods``, set up by the caller) + exact per-step loss accounting."""
 
     def __init__(self, *args: Any, param_groups: list[dict], loss_terms: Sequence[Any] = (),
-                 lengths: list[int] | None, **kwargs: Any):
+                 lengths: list[int] | None, logits_at_labels: bool = True, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._label_logits = self.model_accepts_loss_kwargs and all(
+        self._label_logits = logits_at_labels and self.model_accepts_loss_kwargs and all(
             not getattr(t, "reads_logits", False) for t in loss_terms) and computes_only_kept_logits(self.model)
         if self._label_logits:
             self.compute_loss_func = causal_lm_loss  # the loss from the kept logits (see compute_loss)

@@ -49,10 +49,9 @@ def test_training_with_kept_logits_matches_the_full_head(strategy, samples, tiny
     monkeypatch.setattr(trainer_mod, "computes_only_kept_logits", lambda m: used.append(real(m)) or used[-1])
     fast = train_sft(*load_plain(tiny_dir), samples, strategy=strategy, output_dir=tmp_path / "fast",
                      training=_cfg(grad_accum=2))
-    monkeypatch.setattr(trainer_mod, "computes_only_kept_logits", lambda m: False)
     plain = train_sft(*load_plain(tiny_dir), samples, strategy=strategy, output_dir=tmp_path / "plain",
-                      training=_cfg(grad_accum=2))
-    assert used == [True]
+                      training=_cfg(grad_accum=2, logits_at_labels=False))
+    assert used == [True]  # the option off, the head runs at every position without asking the model
     assert len(fast.losses) == 5
     assert fast.losses == pytest.approx(plain.losses, abs=1e-6)
 
@@ -71,3 +70,14 @@ def test_kept_logits_are_off_under_prompt_tuning_and_lwf(tiny_dir, samples, tmp_
     result = train_sft(*load_plain(tiny_dir), samples, strategy="full", output_dir=tmp_path / "lwf",
                        training=_cfg(max_steps=2), methods=["lwf(weight=1.0)"])
     assert len(result.losses) == 2 and all(l > 0 for l in result.losses)
+
+
+def test_the_full_head_is_a_recorded_setting_only_when_asked_for():
+    from mmtune.bench.grid import PRESETS
+    from mmtune.recipes.sft import training_settings
+
+    assert training_settings(TrainingConfig())["logits_at_labels"] is True
+    # runs recorded before the option existed computed the head everywhere: their settings still match
+    assert "logits_at_labels" not in training_settings(TrainingConfig(logits_at_labels=False))
+    # the bench presets keep the float path their published tables were measured on
+    assert all(PRESETS[name]["training"]["logits_at_labels"] is False for name in ("quick", "full"))
