@@ -120,10 +120,12 @@ def computes_only_kept_logits(model: nn.Module) -> bool:
 
 class SFTTrainer(Trainer):
     """Trainer + per-group learning rates + the loss terms of anti-forgetting methods (L2-SP, EWC,
-    LwF: ``mmtune.methods``, set up by the caller) + exact per-step loss accounting."""
+    LwF: ``mmtune.methods``, set up by the caller) + exact per-step loss accounting; with
+    ``logits_at_labels`` (SFT's; the preference trainers built on this class compute their own losses),
+    the LM head only at the positions that predict a label."""
 
     def __init__(self, *args: Any, param_groups: list[dict], loss_terms: Sequence[Any] = (),
-                 lengths: list[int] | None, logits_at_labels: bool = True, **kwargs: Any):
+                 lengths: list[int] | None, logits_at_labels: bool = False, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._label_logits = logits_at_labels and self.model_accepts_loss_kwargs and all(
             not getattr(t, "reads_logits", False) for t in loss_terms) and computes_only_kept_logits(self.model)
