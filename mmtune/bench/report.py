@@ -162,7 +162,8 @@ LEGEND = (
     "over test samples, {resamples} resamples, paired with the base]. A row beats another only where their "
     "intervals are disjoint: * = on the (E, F) Pareto frontier (no row at least as good on both and better "
     "beyond the noise on one); the recommendation ties with every row whose O interval overlaps its own. "
-    "Memory is the CUDA peak on GPU, the process's peak RSS on CPU (it only grows over a bench)."
+    "Memory is the training's peak: CUDA's allocated peak on GPU; on CPU the process's peak RSS, counted "
+    "from the start of each run's training on Linux (elsewhere the process's lifetime peak)."
 )
 
 

@@ -220,9 +220,34 @@ def _use_bf16(requested: bool) -> bool:
     return requested and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
+_PROC_STATUS, _PROC_CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+
+
+def _reset_peak_memory() -> None:
+    """Start counting peak memory from now: CUDA's peak, or on Linux the process's RSS high-water mark
+    (``clear_refs`` 5). Without the reset a worker process's peak would carry what it inherited: Linux
+    keeps ``ru_maxrss`` across fork and exec, so a bench worker spawned after pre-training reported
+    the parent's 1.8 GB on every run."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        _PROC_CLEAR_REFS.write_text("5")
+    except OSError:  # not Linux, or /proc read-only: the lifetime peak below
+        pass
+
+
 def _peak_memory_mb() -> float:
+    """Peak memory since ``_reset_peak_memory``: CUDA's allocated peak on a GPU; on a CPU the RSS
+    high-water mark (Linux ``VmHWM``), else the process's lifetime peak RSS."""
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
+    try:
+        for line in _PROC_STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # KiB
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
 
@@ -418,8 +443,7 @@ def run_training(trainer: Any, checkpoint: Path | None, allow_pickle: bool, logg
     tensors, or under ``allow_pickle``. TensorBoard's event files go to ``logging_dir`` (default
     ``output_dir/runs``)."""
     route_logs(trainer.callback_handler.callbacks, logging_dir or Path(trainer.args.output_dir) / LOGS_DIR)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+    _reset_peak_memory()
     start = time.perf_counter()
     # training_args.bin is written for the user, never read back by the Trainer.
     state_files = [f for f in pickle_files(checkpoint) if f.name != TRAINING_ARGS_NAME] if checkpoint else []

@@ -2,6 +2,8 @@
 loss (and the same training run) as the full head, and it is off where positions would not line up."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -81,3 +83,43 @@ def test_the_full_head_is_a_recorded_setting_only_when_asked_for():
     assert "logits_at_labels" not in training_settings(TrainingConfig(logits_at_labels=False))
     # the bench presets keep the float path their published tables were measured on
     assert all(PRESETS[name]["training"]["logits_at_labels"] is False for name in ("quick", "full"))
+
+
+def _clear_refs_writable() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or not _clear_refs_writable(), reason="Linux CPU peak RSS")
+def test_cpu_peak_memory_counts_from_the_reset():
+    # A bench worker inherits its parent's ru_maxrss across fork and exec: the peak must restart per run.
+    from mmtune.recipes import sft
+
+    big = torch.ones(100 * 2**20)  # 400 MiB, written
+    big.add_(1)
+    before = sft._peak_memory_mb()
+    del big
+    sft._reset_peak_memory()
+    after = sft._peak_memory_mb()
+    assert before - after > 300
+    again = torch.ones(50 * 2**20)  # 200 MiB more is seen again
+    assert sft._peak_memory_mb() > after + 150
+    del again
+
+
+def test_peak_memory_without_proc_is_the_lifetime_peak(monkeypatch, tmp_path):
+    import resource
+    import sys
+
+    from mmtune.recipes import sft
+
+    monkeypatch.setattr(sft, "_PROC_STATUS", tmp_path / "missing")
+    monkeypatch.setattr(sft, "_PROC_CLEAR_REFS", tmp_path / "no" / "clear_refs")
+    sft._reset_peak_memory()  # nothing to reset: no error
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    expected = rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+    if not torch.cuda.is_available():
+        assert sft._peak_memory_mb() == pytest.approx(expected, rel=0.05)
