@@ -60,7 +60,24 @@ def _applied(trainer: Any, threads: int) -> dict[str, Any]:
             "lr_scheduler": str(getattr(a.lr_scheduler_type, "value", a.lr_scheduler_type)), "warmup": a.warmup_steps,
             "weight_decay": a.weight_decay, "max_grad_norm": a.max_grad_norm, "seed": a.seed, "data_seed": a.data_seed,
             "optim": str(getattr(a.optim, "value", a.optim)), "adam": [a.adam_beta1, a.adam_beta2, a.adam_epsilon],
-            "torch_threads": threads}
+            "torch_threads": threads, "libraries": _libraries()}
+
+
+# The libraries every contender's step runs through: each tool pins its own, and their per-op overhead
+# differs between releases (not equalisable: LF 0.9.5 caps transformers below mmtune's floor).
+LIBRARIES = ("torch", "transformers", "peft", "accelerate")
+
+
+def _libraries() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def found(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "absent"
+
+    return ", ".join(f"{name} {found(name)}" for name in LIBRARIES)
 
 
 def _decoder_linears(s: dict[str, Any]) -> str:

@@ -56,6 +56,10 @@ NOT_EQUALISED = {
     "ms-swift": "computes token accuracy on every step (no switch); computes the LM head only from the batch's "
                 "first labelled position on (use_logits_to_keep, its default, left on as its own optimisation)",
 }
+NOT_EQUALISED_ALL = ("each tool runs the transformers / peft / accelerate releases it pins (read back per run as "
+                     "`libraries`: LLaMA-Factory 0.9.5 needs transformers <= 5.6 and peft <= 0.18.1, ms-swift 4.6 "
+                     "transformers < 5.20 and peft < 0.21, mmtune transformers >= 5.23), and their per-op overhead "
+                     "differs")
 # Pulled in by LF but unused, and no release of either matches CPU torch 2.13 (torchaudio's library fails to
 # load; a mismatched torchvision breaks transformers' image processors): removed, the child stubs torchaudio.
 UNWANTED = {"llamafactory": ("torchvision", "torchaudio")}
@@ -276,7 +280,8 @@ def main() -> int:
     for c in contenders:
         interpreter(c)
     print("Equalised settings (every contender):\n" + settings_text(settings))
-    print("Not equalised:\n" + "\n".join(f"  {c}: {NOT_EQUALISED[c]}" for c in contenders), flush=True)
+    print("Not equalised:\n" + "\n".join(f"  {c}: {NOT_EQUALISED[c]}" for c in contenders)
+          + f"\n  all: {NOT_EQUALISED_ALL}", flush=True)
 
     from mmtune.models.tiny import save_tiny
 
@@ -300,7 +305,8 @@ def main() -> int:
             memory = {"full_peak_mb": full["peak_memory_mb"], "lora_peak_mb": lora,
                       "full_over_lora": full["peak_memory_mb"] / lora}
     summary = summarize(runs)
-    report = {"settings": dataclasses.asdict(settings), "not_equalised": {c: NOT_EQUALISED[c] for c in contenders},
+    report = {"settings": dataclasses.asdict(settings),
+              "not_equalised": {**{c: NOT_EQUALISED[c] for c in contenders}, "all": NOT_EQUALISED_ALL},
               "rounds": args.rounds, "summary": summary,
               "memory": memory, "runs": runs}
     args.out.write_text(json.dumps(report, indent=2))

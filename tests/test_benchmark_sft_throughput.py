@@ -109,3 +109,17 @@ def test_settings_a_trainer_really_ran_with_are_compared_to_the_baseline():
 
 def test_every_contender_says_what_it_could_not_equalise():
     assert set(harness.NOT_EQUALISED) == set(harness.CONTENDERS) == set(contenders.CONTENDERS)
+
+
+def test_each_run_records_the_library_releases_it_ran_on():
+    from importlib.metadata import version
+
+    text = contenders._libraries()
+    assert text.split(", ")[:2] == [f"torch {version('torch')}", f"transformers {version('transformers')}"]
+    assert [part.split()[0] for part in text.split(", ")] == list(contenders.LIBRARIES)
+    # a release that differs from mmtune's shows among the read-back differences
+    summary = {"mmtune": {"applied": {"libraries": text}},
+               "llamafactory": {"applied": {"libraries": text.replace(version("transformers"), "5.6.0")}}}
+    assert harness.applied_differences(summary) == [
+        f"llamafactory: libraries = {summary['llamafactory']['applied']['libraries']!r} (mmtune: {text!r})"]
+    assert "transformers" in harness.NOT_EQUALISED_ALL
