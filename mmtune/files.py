@@ -28,14 +28,30 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
-    """Append one line and flush it to disk; a reader ignores a torn last line (see read_jsonl)."""
+def append_jsonl(path: str | Path, record: dict[str, Any], *, fsync: bool = True) -> None:
+    """Append one line and flush it to disk; a reader ignores a torn last line (see read_jsonl).
+
+    ``fsync=False`` leaves the line in the OS's cache: it survives the process being killed, not the
+    machine losing power (for a per-step log synced at checkpoints: see ``sync_file``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record, default=str) + "\n")
         f.flush()
-        os.fsync(f.fileno())
+        if fsync:
+            os.fsync(f.fileno())
+
+
+def sync_file(path: str | Path) -> None:
+    """Force what was written to ``path`` onto the disk (nothing if it does not exist)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = True) -> list[dict[str, Any]]:

@@ -123,3 +123,116 @@ def test_peak_memory_without_proc_is_the_lifetime_peak(monkeypatch, tmp_path):
     expected = rss / 2**20 if sys.platform == "darwin" else rss / 2**10
     if not torch.cuda.is_available():
         assert sft._peak_memory_mb() == pytest.approx(expected, rel=0.05)
+
+
+def _walk_every_parameter(monkeypatch):
+    """The Trainer's own per-step walks over every parameter, as before mmtune skipped them."""
+    from transformers import Trainer
+
+    monkeypatch.setattr(trainer_mod.SFTTrainer, "_skip_parameter_walks", lambda self, model: None)
+    monkeypatch.setattr(trainer_mod.SFTTrainer, "_clip_grad_norm", Trainer._clip_grad_norm)
+    monkeypatch.setattr(trainer_mod.SFTTrainer, "floating_point_ops", Trainer.floating_point_ops)
+
+
+def _recorded_train(monkeypatch, seen: dict):
+    """Record each step's gradient norm, the FLOP count and what the model looks like after train()."""
+    real_norm, real_train = trainer_mod.SFTTrainer._get_grad_norm, trainer_mod.SFTTrainer.train
+
+    def norm(self, model, grad_norm=None):
+        out = real_norm(self, model, grad_norm)
+        seen.setdefault("norms", []).append(self.last_grad_norm)
+        seen["patched"] = sorted(name for _, name in self._patched)
+        return out
+
+    def train(self, *a, **k):
+        out = real_train(self, *a, **k)
+        seen["flos"] = self.state.total_flos
+        seen["left_patched"] = [n for n in ("train", "zero_grad") if n in vars(self.model_wrapped)]
+        seen["grads"] = [p.grad for p in self.model.parameters() if p.grad is not None]
+        return out
+
+    monkeypatch.setattr(trainer_mod.SFTTrainer, "_get_grad_norm", norm)
+    monkeypatch.setattr(trainer_mod.SFTTrainer, "train", train)
+
+
+@pytest.mark.parametrize("strategy", ["lora(r=4, alpha=8, groups=llm)", "dora(r=4, alpha=8, groups=llm)", "full"])
+def test_skipping_the_trainers_parameter_walks_changes_nothing(strategy, samples, tiny_dir, tmp_path, monkeypatch):
+    fast_seen, plain_seen = {}, {}
+    with monkeypatch.context() as m:
+        _recorded_train(m, fast_seen)
+        fast = train_sft(*load_plain(tiny_dir), samples, strategy=strategy, output_dir=tmp_path / "fast",
+                         training=_cfg(grad_accum=2))
+    with monkeypatch.context() as m:
+        _walk_every_parameter(m)
+        _recorded_train(m, plain_seen)
+        plain = train_sft(*load_plain(tiny_dir), samples, strategy=strategy, output_dir=tmp_path / "plain",
+                          training=_cfg(grad_accum=2))
+    assert fast.losses == plain.losses  # bit for bit: the same ops on the same tensors
+    assert fast_seen["norms"] == plain_seen["norms"] and len(fast_seen["norms"]) == 5
+    assert max(fast_seen["norms"]) > 1.0  # clipping (at the default 1.0) did act
+    assert fast_seen["flos"] == plain_seen["flos"] > 0
+    # the walks were skipped (DoRA's train() still runs: it clears a cache), and the model's own methods
+    # are back after train()
+    assert fast_seen["patched"] == (["zero_grad"] if strategy.startswith("dora") else ["train", "zero_grad"])
+    assert plain_seen["patched"] == []
+    assert fast_seen["left_patched"] == []
+    assert fast_seen["grads"] == [] == plain_seen["grads"]  # zeroed (set to None) after the last step
+
+
+def test_train_is_skipped_only_when_it_would_change_nothing(tiny_llava):
+    import functools
+
+    model, _ = tiny_llava
+    calls = []
+    real = model.train
+    modules = list(model.modules())
+    model.train = functools.partial(trainer_mod._train_unless_training, modules,
+                                    lambda mode=True: calls.append(mode) or real(mode))
+    try:
+        model.train()
+        assert calls == [True] and all(m.training for m in modules)
+        model.train()
+        assert calls == [True]  # nothing to change: skipped
+        modules[-1].eval()  # one module switched off behind the model's back (an eval helper, say)
+        model.train()
+        assert calls == [True, True] and all(m.training for m in modules)
+        model.eval()  # eval() goes through train(False), never skipped
+        assert calls == [True, True, False] and not any(m.training for m in modules)
+    finally:
+        del model.train
+
+
+def test_dora_keeps_the_trainers_train_call(tiny_dir):
+    from mmtune.models import resolve_groups
+    from mmtune.strategies import apply_strategy
+
+    model, _ = load_plain(tiny_dir)
+    dora, _ = apply_strategy(model, "dora(r=4, alpha=8, groups=llm)", resolve_groups(model))
+
+    class Probe:
+        _patched: list = []
+        _zero_trainable_grads = None
+
+    trainer_mod.SFTTrainer._skip_parameter_walks(Probe, dora)
+    try:
+        # DoRA's train() clears its weight-norm cache, so it must still run every step
+        assert [name for _, name in Probe._patched] == ["zero_grad"]
+    finally:
+        for m, name in Probe._patched:
+            delattr(m, name)
+
+
+def test_the_step_log_is_flushed_each_step_and_synced_with_checkpoints(samples, tiny_dir, tmp_path, monkeypatch):
+    import os
+
+    from mmtune import files
+
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(files.os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd))
+    result = train_sft(*load_plain(tiny_dir), samples, strategy="lora(r=4, alpha=8, groups=llm)",
+                       output_dir=tmp_path / "run", training=_cfg(max_steps=4, save_steps=2))
+    losses_file = str((tmp_path / "run" / "losses.jsonl").resolve())
+    assert len(result.losses) == 4
+    # one sync per checkpoint (steps 2 and 4) and one at the end, not one per step
+    assert synced.count(losses_file) == 3
