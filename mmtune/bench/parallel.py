@@ -4,8 +4,17 @@ A bench's (target, row, seed) runs are independent, so N workers finish about N 
 there are N cores or GPUs. The executor is the standard library's process pool (spawned, so each
 worker starts its own torch with its own thread count and CUDA device); a posterior row is handed to
 it once the runs whose weights it reuses are finished. Each worker writes its run's JSON atomically,
-so a killed parallel bench resumes like a serial one. Across machines an existing distributed engine
-(e.g. Ray's actor pool) would take the process pool's place; that is not built here.
+so a killed parallel bench resumes like a serial one.
+
+Across machines the executor is Dask's (``executor: dask``, ``pip install -e ".[dask]"``): the same loop
+(``schedule``) hands the runs to a Dask cluster's workers, a local one of ``workers`` processes, or the
+one at ``scheduler``. Its workers write the run JSONs and logs under the bench's ``--out`` and read the
+base checkpoint under ``MMTUNE_HOME``, so both must be on a filesystem every worker sees (shared NFS, same
+path), and every machine needs the same mmtune and torch. To start one::
+
+    dask scheduler                                        # on one machine: tcp://HOST:8786
+    dask worker tcp://HOST:8786 --nthreads 1 --nworkers N # on each machine (one per core, or per GPU)
+    mmtune bench --executor dask --scheduler tcp://HOST:8786
 """
 from __future__ import annotations
 
