@@ -417,7 +417,8 @@ def wants_align(preset: str | None, config_path: str | None) -> bool:
 def run_from_cli(args: Any) -> dict[str, Path]:
     """``mmtune bench --preset align``: the align preset < --config < --set, with --out, --strategies (rows,
     ';'-separated) and --projector; options of the tuning bench only are refused by name."""
-    refused = [flag for flag, value in (("--targets", args.targets), ("--workers", args.workers)) if value]
+    refused = [flag for flag, value in (("--targets", args.targets), ("--workers", args.workers),
+                                          ("--executor", args.executor), ("--scheduler", args.scheduler)) if value]
     if refused:
         raise ConfigError(f"mmtune bench --preset align does not take {', '.join(refused)}: its sets are "
                           "hallucination: and seen: (set them with --set or --config) and its runs go one at a time")

@@ -30,6 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="runs at once, each in its own process (default 1: one after another); auto = one per "
                         "physical core on a CPU (one thread each), one per GPU on a GPU machine; the same scores "
                         "as one worker. The same as --set workers=...")
+    p.add_argument("--executor", choices=("process", "dask"), default=None,
+                   help="where the workers run: process (default: processes of this machine) or dask (a Dask "
+                        "cluster: a local one of --workers processes, or the one at --scheduler, across machines; "
+                        "needs pip install -e \".[dask]\"). The same as --set executor=...")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="a running Dask scheduler, e.g. tcp://host:8786 (with --executor dask; --out and "
+                        "MMTUNE_HOME must be on a filesystem every worker sees). The same as --set scheduler=...")
     p.add_argument("--report", metavar="DIR", default=None,
                    help="only re-render the report from DIR's finished runs (nothing is trained)")
     p.add_argument("--compare", nargs=2, metavar=("DIR_A", "DIR_B"), default=None,
@@ -62,6 +69,10 @@ def _bench(args: argparse.Namespace) -> int:
             overrides.append(f"targets={args.targets}")
         if args.workers:
             overrides.append(f"workers={args.workers}")
+        if args.executor:
+            overrides.append(f"executor={args.executor}")
+        if args.scheduler:
+            overrides.append(f"scheduler={args.scheduler}")
         if args.projector:
             overrides.append(f"world_projector={args.projector}")
         config = load_bench_config(args.config, overrides, preset=args.preset)

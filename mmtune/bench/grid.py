@@ -66,6 +66,11 @@ class BenchConfig:
     # runs at once in worker processes: 1 (serial), N, or auto (one per GPU; on a CPU one per physical core
     # for the built-in world base, serial for a checkpoint folder, of which each worker would hold a copy)
     workers: int | str = 1
+    # where the runs go: process (the workers are processes of this machine) or dask (a Dask cluster: a local
+    # one of `workers` processes, or the one at `scheduler`, e.g. tcp://host:8786, whose workers may be on
+    # other machines; see mmtune.bench.parallel)
+    executor: str = "process"
+    scheduler: str = ""
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -82,9 +87,10 @@ class BenchConfig:
             raise ConfigError("bench config: n_train and n_test must be > 0")
         if self.bootstrap_resamples < 100:
             raise ConfigError("bench config: bootstrap_resamples must be >= 100 for a 95% interval (1000 is usual)")
-        from mmtune.bench.parallel import check_workers
+        from mmtune.bench.parallel import check_executor, check_workers
 
         check_workers(self.workers)
+        check_executor(self.executor, self.scheduler)
         from mmtune.world.model import PROJECTORS
 
         if self.world_projector not in PROJECTORS:

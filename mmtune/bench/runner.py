@@ -376,7 +376,7 @@ class Bench:
             atomic_write_json(self.out / RUNS_DIR / f"{r['run_id']}.json", r)
         return records
 
-    def progress(self, item: PlanItem, records: list[dict[str, Any]], seconds: float, worker: int | None = None) -> None:
+    def progress(self, item: PlanItem, records: list[dict[str, Any]], seconds: float, worker: int | str | None = None) -> None:
         """One line per finished run: its scores, time and (in a parallel bench) the worker that ran it."""
         by = f", worker {worker}" if worker is not None else ""
         for r in records:
@@ -408,6 +408,13 @@ class Bench:
                 self.log(f"{item.where}: finished earlier, skipped")
             else:
                 todo.append(item)
+        if todo and self.config.executor == "dask":
+            from mmtune.bench.parallel import run_dask
+
+            # A scheduler's cluster has its own workers; without one, a local cluster of `workers` processes.
+            workers, gpus = self.workers(len(todo)) if not self.config.scheduler else (0, [])
+            run_dask(self, todo, base, workers, gpus, self.config.scheduler, self.progress)
+            return write_report(self.out, resamples=self.config.bootstrap_resamples)
         workers, gpus = self.workers(len(todo))
         if workers > 1:
             from mmtune.bench.parallel import LOGS_DIR, run_parallel

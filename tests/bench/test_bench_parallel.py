@@ -2,6 +2,7 @@
 and the worker count and environment worked out on this CPU for a GPU machine too."""
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import signal
@@ -231,3 +232,116 @@ def test_the_longest_runs_start_first(tmp_path):
     assert [i.run_id for i in parallel.longest_first(bench, items)] == [
         "refcoco__last__seed0", "iconqa__last__seed0",
         "iconqa__last_wise_ft_alpha=0.5__seed0", "refcoco__last_wise_ft_alpha=0.5__seed0"]
+
+
+# -- the Dask executor: the same loop on a Dask cluster (a local one here; across machines in use) -------------
+def _finished_order(printed: str) -> list[str]:
+    """The runs' progress lines in the order they finished, as 'target | row'."""
+    lines = [line.split("] ", 1)[1] for line in printed.splitlines() if " E " in line and ", worker " in line]
+    return [line.split(": ", 1)[1].split(" E ", 1)[0] + " | " + line.split(" | ")[1] for line in lines]
+
+
+@pytest.mark.slow
+def test_a_local_dask_cluster_gives_the_serial_runs(serial, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    fx, expected, weights = serial
+    out = tmp_path / "dask"
+    assert main(_two_targets(fx, out) + ["--workers", "2", "--executor", "dask"]) == 0
+    assert _runs(out) == expected  # scores, per-sample scores, final losses, settings
+    assert _weights(out) == weights
+    printed = capsys.readouterr().out
+    assert "6 runs on 2 worker(s) of a local Dask cluster, one thread each" in printed
+    order = _finished_order(printed)
+    assert len(order) == len(RUN_IDS)
+    # A posterior row started only once its sources had finished: WiSE-FT after its target's run, the merge
+    # after both targets' runs.
+    for target in ("scienceqa", "mme"):
+        assert order.index(f"{target} | last") < order.index(f"{target} | last+wise_ft(alpha=0.5)")
+        assert order.index(f"{target} | last") < order.index(f"{target} | last+merge(method=ties, density=0.5)")
+    workers = {line.rsplit("worker ", 1)[1].rstrip(")") for line in printed.splitlines() if ", worker " in line}
+    assert workers <= {"1", "2"}
+    assert {p.stem for p in (out / "logs").glob("*.log")} == {
+        "scienceqa__last__seed0", "mme__last__seed0", "scienceqa__last_wise_ft_alpha=0.5__seed0",
+        "mme__last_wise_ft_alpha=0.5__seed0", "merged__last_merge_method=ties_density=0.5__seed0"}
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    """A running Dask cluster of two single-threaded workers, reached by its address like a remote one; a
+    worker that dies fails its run at once (no retry on another worker)."""
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                           env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    client = distributed.Client(cluster)
+    yield cluster, client
+    client.close()
+    cluster.close()
+
+
+@pytest.mark.slow
+def test_on_a_dask_scheduler_a_failed_run_is_named_the_others_are_kept_and_a_rerun_resumes(
+        serial, dask_cluster, tmp_path, capsys):
+    fx, expected, _ = serial
+    cluster, client = dask_cluster
+    client.wait_for_workers(2)
+    out, missing = tmp_path / "failing", tmp_path / "mme_train.json"
+    argv = _two_targets(fx, out, mme_train=missing) + ["--executor", "dask", "--scheduler", cluster.scheduler_address]
+    assert main(argv) == 2  # mme's training records are missing: its runs fail, scienceqa's go on
+    captured = capsys.readouterr()
+    assert f"6 runs on 2 worker(s) of the Dask cluster at {cluster.scheduler_address}" in captured.out
+    assert "mme | last | seed 0: FAILED in a worker" in captured.out
+    assert "1 run(s) failed: mme__last__seed0; not started, their sources failed: " in captured.out
+    assert str(missing) in captured.err
+    assert set(_runs(out)) == {"scienceqa__last__seed0", "scienceqa__last_wise_ft_alpha=0.5__seed0"}
+
+    missing.write_text((fx / "mme" / "train.json").read_text())
+    assert main(argv) == 0  # the same workers, set up anew for this run of the bench
+    printed = capsys.readouterr().out
+    assert printed.count("finished earlier, skipped") == 2
+    assert "4 runs on 2 worker(s) of the Dask cluster" in printed
+    for run_id, record in _runs(out).items():  # the same scores as the serial bench (the mme path aside)
+        assert {k: v for k, v in record.items() if k != "settings"} == {
+            k: v for k, v in expected[run_id].items() if k != "settings"}
+    assert set(_runs(out)) == RUN_IDS
+
+
+@pytest.mark.slow
+def test_a_dask_worker_that_dies_stops_the_bench_with_the_runs_it_had(dask_cluster, tmp_path):
+    from mmtune.bench.runner import Bench
+
+    cluster, client = dask_cluster
+    client.wait_for_workers(2)
+    config = load_bench_config(overrides=[f"model={tmp_path}", "strategies=[last, last+wise_ft(alpha=0.5)]",
+                                          "seen=[vqa]", "targets=[iconqa, refcoco]"])
+    bench, logged = Bench(config, log=lambda _: None), []
+    executor = client.get_executor(pure=False)
+    import distributed
+
+    # The first run's worker exits (as if killed); its future fails with KilledWorker.
+    with pytest.raises(parallel.WorkerDied, match=r"a Dask worker died \(killed, out of memory.*while running "
+                                                   r"(iconqa|refcoco)__last__seed0.*rerun the same command to resume"):
+        parallel.schedule(bench, bench.plan(), executor, lambda pool, item: pool.submit(os._exit, 1),
+                          lambda *a: logged.append(a), died=parallel._dask_died(distributed),
+                          stop=lambda: executor.shutdown(wait=False))
+    assert logged == []
+
+
+def test_executor_and_scheduler_settings_are_checked(monkeypatch):
+    assert load_bench_config().executor == "process" and load_bench_config().scheduler == ""
+    if importlib.util.find_spec("distributed") is not None:
+        config = load_bench_config(overrides=["executor=dask", "scheduler=tcp://10.0.0.1:8786"])
+        assert (config.executor, config.scheduler) == ("dask", "tcp://10.0.0.1:8786")
+    with pytest.raises(ConfigError, match="executor='ray': give process .* or dask"):
+        load_bench_config(overrides=["executor=ray"])
+    with pytest.raises(ConfigError, match="scheduler='tcp://h:8786' is a Dask scheduler's address: set executor=dask"):
+        load_bench_config(overrides=["scheduler=tcp://h:8786"])
+    with pytest.raises(ConfigError, match="scheduler='a host': give a Dask scheduler's address, e.g. tcp://host:8786"):
+        load_bench_config(overrides=["executor=dask", "scheduler=a host"])
+    # Without Dask installed, asking for it says what to install, before the base model is built.
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "distributed" else real(name, *a))
+    with pytest.raises(ConfigError, match=r'executor=dask needs .*pip install -e "\.\[dask\]"'):
+        load_bench_config(overrides=["executor=dask"])
