@@ -42,6 +42,8 @@ from mmtune.models.loading import pickle_files, trusted_pickles
 from mmtune.models.quantization import QuantizationConfig
 from mmtune.recipes.checkpoints import STAGING_DIR, last_complete_checkpoint, publish_dir
 from mmtune.recipes.divergence import DivergenceGuard
+from mmtune.recipes.threads import AUTO as AUTO_THREADS
+from mmtune.recipes.threads import check_cpu_threads, cpu_threads
 from mmtune.recipes.trainer import SampleDataset, SFTTrainer, StepLossLog
 from mmtune.strategies import apply_strategy, optimizer_param_groups
 from mmtune.strategies.checkpoint import read_mmtune_record, save_tuned
@@ -57,7 +59,7 @@ FINAL_DIR = "final"
 COLLATE_CACHE_BYTES = 1 << 30
 LOGS_DIR = "runs"  # the trackers' local files (TensorBoard event files), as the Trainer names it
 # Where a run is logged, not what it computes: left out of the settings a finished run is matched by.
-TRACKING_FIELDS = ("report_to", "run_name")
+TRACKING_FIELDS = ("report_to", "run_name", "cpu_threads")  # where a run is logged and run: not its result
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 
 
@@ -104,6 +106,10 @@ class TrainingConfig:
     )
     run_name: str | None = field(default=None, metadata={
         "help": "the run's name in the trackers; default the output folder's name"})
+    cpu_threads: int | str | None = field(default=AUTO_THREADS, metadata={
+        "help": "torch threads on a CPU: auto = the cores no other process is using at the start (beside a "
+                "busy process, all-core training runs ~3x slower than one thread; kept when OMP_NUM_THREADS "
+                "is set), a number, or null for torch's own count"})
 
     def __post_init__(self) -> None:
         for name in ("lr", "epochs", "warmup_ratio", "weight_decay", "divergence_factor"):
@@ -134,6 +140,7 @@ class TrainingConfig:
             raise ValueError(f"training.divergence_factor must be 0 (off) or > 1, got {self.divergence_factor}: "
                              "a factor <= 1 stops on ordinary loss noise")
         self.report_to = check_report_to(self.report_to)
+        check_cpu_threads(self.cpu_threads)
 
 
 def training_settings(training: TrainingConfig) -> dict[str, Any]:
@@ -401,7 +408,8 @@ def train_sft(
     step_losses = StepLossLog(trainer, loss_log)
     trainer.add_callback(step_losses)
     trainer.add_callback(DivergenceGuard(output_dir, training.divergence_factor, step_losses, trainer))
-    train_seconds = run_training(trainer, checkpoint, allow_pickle, Path(logging_dir) if logging_dir else None)
+    train_seconds = run_training(trainer, checkpoint, allow_pickle, Path(logging_dir) if logging_dir else None,
+                                 training.cpu_threads)
     eval_loss = trainer.evaluate()["eval_loss"] if eval_samples else None
 
     step = trainer.state.global_step
@@ -437,17 +445,19 @@ def train_sft(
 
 
 
-def run_training(trainer: Any, checkpoint: Path | None, allow_pickle: bool, logging_dir: Path | None = None) -> float:
+def run_training(trainer: Any, checkpoint: Path | None, allow_pickle: bool, logging_dir: Path | None = None,
+                 threads: int | str | None = AUTO_THREADS) -> float:
     """Train, from ``checkpoint`` when resuming, and return the seconds it took (peak memory counted
     from here). A checkpoint's optimizer and RNG state are pickles: loaded only when they hold plain
     tensors, or under ``allow_pickle``. TensorBoard's event files go to ``logging_dir`` (default
-    ``output_dir/runs``)."""
+    ``output_dir/runs``). On a CPU, torch runs ``threads`` threads meanwhile (``training.cpu_threads``)."""
     route_logs(trainer.callback_handler.callbacks, logging_dir or Path(trainer.args.output_dir) / LOGS_DIR)
     _reset_peak_memory()
     start = time.perf_counter()
     # training_args.bin is written for the user, never read back by the Trainer.
     state_files = [f for f in pickle_files(checkpoint) if f.name != TRAINING_ARGS_NAME] if checkpoint else []
-    with trusted_pickles(state_files, allow_pickle):
+    on_cpu = trainer.args.device.type == "cpu"
+    with trusted_pickles(state_files, allow_pickle), cpu_threads(threads, on_cpu, log=logger.warning):
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     return time.perf_counter() - start
 

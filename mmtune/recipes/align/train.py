@@ -166,7 +166,7 @@ def train_align(
     step_log = PreferenceStepLog(trainer, loss_log)
     trainer.add_callback(step_log)
     trainer.add_callback(DivergenceGuard(output_dir, training.divergence_factor, step_log, trainer))
-    train_seconds = run_training(trainer, checkpoint, allow_pickle)
+    train_seconds = run_training(trainer, checkpoint, allow_pickle, threads=training.cpu_threads)
 
     step = trainer.state.global_step
     main = trainer.is_world_process_zero()
