@@ -20,3 +20,13 @@ def _isolated_mmtune_home(tmp_path_factory, monkeypatch):
         monkeypatch.setenv("MMTUNE_HOME", os.environ["MMTUNE_TEST_SHARED_HOME"])
     else:
         monkeypatch.setenv("MMTUNE_HOME", str(tmp_path_factory.getbasetemp() / "mmtune_home"))
+
+
+@pytest.fixture(autouse=True)
+def _quiet_machine_for_cpu_threads(monkeypatch):
+    """``training.cpu_threads: auto`` samples the machine's load for 0.1 s before each training run; the
+    suite trains hundreds of times, so its runs take the quiet-machine answer (every core, as torch
+    would) without the wait. tests/recipes/test_recipes_threads.py tests the measurement itself."""
+    from mmtune.recipes import threads
+
+    monkeypatch.setattr(threads, "busy_cores", lambda: 0.0)

@@ -37,7 +37,7 @@ def _cpu_times(path: str = PROC_STAT) -> tuple[int, int, int]:
     return total - idle, total, cpus
 
 
-def busy_cores(interval: float = 0.25, read: Callable[[], tuple[int, int, int]] = _cpu_times) -> float:
+def busy_cores(interval: float = 0.1, read: Callable[[], tuple[int, int, int]] = _cpu_times) -> float:
     """Cores' worth of CPU the machine spent over ``interval`` seconds, while this process slept: the
     other processes' load. 0.0 where the counters cannot be read."""
     try:

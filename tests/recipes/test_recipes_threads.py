@@ -93,3 +93,12 @@ def test_training_runs_on_the_policys_threads(samples, tiny_dir, tmp_path, monke
         torch.set_num_threads(before)
     # where a run is executed is not part of what its result depends on (bench runs still match)
     assert "cpu_threads" not in training_settings(cfg)
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/stat"), reason="no /proc/stat on this system")
+def test_this_machines_counters_read_as_a_load_within_its_cores():
+    import os
+
+    busy, total, cpus = threads_mod._cpu_times()
+    assert 0 < busy < total and cpus == os.cpu_count()
+    assert 0.0 <= busy_cores(interval=0.05) <= cpus
