@@ -236,3 +236,20 @@ def test_the_step_log_is_flushed_each_step_and_synced_with_checkpoints(samples, 
     assert len(result.losses) == 4
     # one sync per checkpoint (steps 2 and 4) and one at the end, not one per step
     assert synced.count(losses_file) == 3
+
+
+def test_the_libraries_objects_are_frozen_once_and_later_garbage_is_still_collected():
+    import gc
+    import weakref
+
+    assert gc.get_freeze_count() > 100_000  # torch, transformers, peft... imported with the trainer module
+
+    class Node:
+        pass
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a  # a reference cycle created after the freeze
+    alive = weakref.ref(a)
+    del a, b
+    gc.collect()
+    assert alive() is None
