@@ -58,8 +58,9 @@ FINAL_DIR = "final"
 # up to this many bytes of tensors per run; beyond it batches are encoded as they come.
 COLLATE_CACHE_BYTES = 1 << 30
 LOGS_DIR = "runs"  # the trackers' local files (TensorBoard event files), as the Trainer names it
-# Where a run is logged, not what it computes: left out of the settings a finished run is matched by.
-TRACKING_FIELDS = ("report_to", "run_name", "cpu_threads")  # where a run is logged and run: not its result
+# Where a run is logged and on how many CPU threads, not what it computes: left out of the settings a
+# finished run is matched by.
+TRACKING_FIELDS = ("report_to", "run_name", "cpu_threads")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial")
 
 

@@ -5,9 +5,10 @@ survives resume, length grouping from precomputed lengths, checkpoints that resu
 for families transformers saves under legacy key names and that a kill or a full disk cannot
 leave half-written, and the gradient norm of each step for the divergence check.
 
-Each step also skips the Trainer's walks over every parameter of the model (its FLOP count, its
-gradient clipping, its ``zero_grad``), which on a small model cost as much as a fifth of a step:
-they visit the trainable parameters, listed once per run, and give the same results.
+Each step also skips the Trainer's walks over every parameter or module of the model (its FLOP
+count, its gradient clipping, ``zero_grad`` and ``train()``), which on a small model cost as much as
+a fifth of a step: they visit the trainable parameters, listed once per run, and give the same
+results.
 """
 from __future__ import annotations
 
