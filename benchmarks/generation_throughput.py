@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from sft_throughput import spread  # this folder: the SFT comparison's median (min-max)
 
 from mmtune.eval import GenerationSettings, get_task
 from mmtune.eval.runner import evaluate
@@ -33,10 +33,6 @@ def timed_answers(model, processor, task, batch_size: int) -> tuple[float, dict[
         seconds = time.perf_counter() - start
         answers = {r["id"]: r["raw"] for r in read_jsonl(Path(out) / f"{task.name}.samples.jsonl")}
     return len(task.samples) / seconds, answers
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def main() -> None:

@@ -160,7 +160,7 @@ def rotated_orders(contenders: Sequence[str], rounds: int) -> list[list[str]]:
     return [list(contenders[r % n:]) + list(contenders[:r % n]) for r in range(rounds)]
 
 
-def _spread(values: Sequence[float]) -> dict[str, float]:
+def spread(values: Sequence[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
@@ -175,13 +175,13 @@ def summarize(runs: Sequence[dict[str, Any]], baseline: str = BASELINE) -> dict[
     base = {r["round"]: r for r in by_name.get(baseline, [])}
     out = {}
     for name, own in by_name.items():
-        row = {"samples_per_s": _spread([r["samples_per_s"] for r in own]),
-               "wall_seconds": _spread([r["wall_seconds"] for r in own]),
+        row = {"samples_per_s": spread([r["samples_per_s"] for r in own]),
+               "wall_seconds": spread([r["wall_seconds"] for r in own]),
                "trainable_params": own[0]["trainable_params"], "peak_rss_mb": max(r["peak_memory_mb"] for r in own),
                "applied": own[0].get("applied", {})}
         paired = [(base[r["round"]], r) for r in own if r["round"] in base]
         if name != baseline and paired:
-            row["baseline_ratio"] = _spread([b["samples_per_s"] / r["samples_per_s"] for b, r in paired])
+            row["baseline_ratio"] = spread([b["samples_per_s"] / r["samples_per_s"] for b, r in paired])
             b_losses, losses = paired[0][0]["losses"], paired[0][1]["losses"]
             diffs = [abs(a - b) for a, b in zip(b_losses, losses)]
             row["loss_max_abs_diff"] = max(diffs) if diffs else None

@@ -46,10 +46,11 @@ def one_run(work: Path, env: dict[str, str], threads: int) -> float:
 
 
 def measure(work: Path, named: dict[str, dict[str, str]], rounds: int, log) -> dict[str, list[float]]:
-    names = list(named)
-    rates: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+    from sft_throughput import rotated_orders
+
+    rates: dict[str, list[float]] = {n: [] for n in named}
+    for r, order in enumerate(rotated_orders(list(named), rounds)):
+        for name in order:
             rates[name].append(one_run(work, named[name], int(named[name]["OMP_NUM_THREADS"])))
             log(f"  round {r} {name}: {rates[name][-1]:.1f} samples/s")
     return rates
@@ -57,7 +58,7 @@ def measure(work: Path, named: dict[str, dict[str, str]], rounds: int, log) -> d
 
 def main() -> int:
     sys.path.insert(0, str(HERE))
-    from sft_throughput import Settings, export_data, mixed_length_samples
+    from sft_throughput import Settings, export_data, mixed_length_samples, spread
 
     from mmtune.models.tiny import save_tiny
 
@@ -84,7 +85,7 @@ def main() -> int:
                     load.kill()
                     load.wait()
             one = rates["1 thread"]
-            results[condition] = {name: {"samples_per_s": {"median": statistics.median(v), "min": min(v), "max": max(v)},
+            results[condition] = {name: {"samples_per_s": spread(v),
                                          "vs_1_thread": statistics.median(a / b for a, b in zip(v, one)), "runs": v}
                                   for name, v in rates.items()}
     print("| condition | policy | samples/s median (min-max) | / 1 thread |\n|---|---|---|---|")
