@@ -97,6 +97,18 @@ def _encode(processor: ProcessorMixin, texts: list[str], images: list, **kwargs:
     return processor(text=texts, images=images or None, padding=True, return_tensors="pt", **kwargs)
 
 
+def _image_token_ids(processor: ProcessorMixin) -> torch.Tensor | None:
+    """The ids of the processor's image and video placeholder tokens (``image_token`` etc.), if it names any."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    ids = {getattr(processor, f"{kind}_token_id", None) for kind in ("image", "video")}
+    for kind in ("image", "video"):
+        token = getattr(processor, f"{kind}_token", None)
+        if isinstance(token, str):
+            ids.add(tokenizer.convert_tokens_to_ids(token))
+    ids = {i for i in ids if isinstance(i, int) and i != tokenizer.unk_token_id}
+    return torch.tensor(sorted(ids)) if ids else None
+
+
 class SFTCollator:
     """Samples -> ``input_ids, attention_mask, labels`` + the family's image tensors, right-padded.
 
@@ -136,6 +148,7 @@ class SFTCollator:
         offsets = batch["offset_mapping"]
         replacements = batch.get("text_replacement_offsets") or [[] for _ in samples]
         layout = layout_of(self.processor)
+        image_ids = _image_token_ids(self.processor) if images else None
         data = {k: v for k, v in batch.items() if k not in _LABELING_KEYS}
         input_ids, attention = data["input_ids"], data["attention_mask"].bool()
         labels = torch.full_like(input_ids, IGNORE_INDEX)
@@ -149,6 +162,15 @@ class SFTCollator:
                 e = _expanded_position(end, insertions, replacements[b])
                 answer = attention[b] & (ends > s) & (starts < e)
                 labels[b, answer] = input_ids[b, answer]
+            # An image inside an answer (an interleaved document written as the assistant's turn) is
+            # input, not something to predict: the tokens the processor expands it to leave the labels
+            # (markers a chat template writes around it, Qwen2-VL's <|vision_start|>, stay).
+            for r in replacements[b]:
+                if r.get("type") in ("image", "video"):
+                    s, e = r["new_span"]
+                    labels[b, (starts >= s) & (ends <= e) & (ends > starts)] = IGNORE_INDEX
+            if image_ids is not None:
+                labels[b, torch.isin(input_ids[b], image_ids)] = IGNORE_INDEX
             if self.max_length is not None and lengths[b] > self.max_length:
                 lengths[b] = _cut_point(samples[b], starts, replacements[b], lengths[b], self.max_length)
                 attention[b, lengths[b]:] = False

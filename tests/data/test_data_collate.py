@@ -94,6 +94,28 @@ def test_labels_only_on_assistant_answers(tiny, family):
     assert (batch["labels"][batch["input_ids"] == image_id] == IGNORE_INDEX).all()
 
 
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl", "idefics3"])
+def test_images_inside_an_answer_are_not_labels(tiny, family):
+    """An interleaved document written as the assistant's turn: its words are labels, the tokens its
+    images expand to (the placeholders, and Idefics3's image markers) are not. Qwen2-VL's
+    <|vision_start|>/<|vision_end|> come from its chat template, not the processor, and stay labels."""
+    _, processor = tiny(family)
+    document = {"role": "assistant", "content": [
+        {"type": "image"}, {"type": "text", "text": " red cat. "}, {"type": "image"}, {"type": "text", "text": " blue dog."}]}
+    sample = Sample("doc", [user_turn("write", n_images=0), document], [_image("red"), _image("blue")])
+    batch = SFTCollator(processor)([sample])
+    ids, labels = batch["input_ids"][0], batch["labels"][0]
+    tokens = processor.tokenizer.convert_ids_to_tokens(ids.tolist())
+    labelled = [tokens[i] for i in (labels != IGNORE_INDEX).nonzero().flatten().tolist()]
+    words = [t.lstrip("\u2581\u0120") for t in labelled]
+    assert [w for w in words if w in {"red", "cat", "blue", "dog"}] == ["red", "cat", "blue", "dog"]
+    assert (ids == processor.image_token_id).sum() > 0
+    assert (labels[ids == processor.image_token_id] == IGNORE_INDEX).all()
+    image_markers = {"<fake_token_around_image>", "<global-img>"}
+    assert not image_markers & set(labelled), labelled
+    assert tokens[(labels != IGNORE_INDEX).nonzero().flatten()[-1]] in TURN_ENDS
+
+
 @pytest.mark.parametrize(
     "family, image_positions, answer_positions",
     [
