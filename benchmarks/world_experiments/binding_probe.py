@@ -98,12 +98,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", required=True, help="a world base directory (mmtune pretrain prints it)")
     ap.add_argument("--form", required=True, choices=FORMS)
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=1500, help="0: score --base as it is (e.g. a probe's final/)")
     ap.add_argument("--episodes", type=int, default=12000, help="training episodes (drawn once, then repeated)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="where the tuned model and probe.json go")
-    ap.add_argument("--score-only", action="store_true", help="score --base as it is (e.g. a probe's final/)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -119,7 +118,7 @@ def main() -> None:
     model = LlavaForConditionalGeneration.from_pretrained(args.base)
     trained, held_out = names()
     start = time.perf_counter()
-    if args.steps and not args.score_only:
+    if args.steps:
         samples = [episode(args.form, random.Random(f"probe-train|{i}"), trained)[0] for i in range(args.episodes)]
         training = TrainingConfig(lr=args.lr, max_steps=args.steps, batch_size=16, lr_scheduler="cosine",
                                   warmup_ratio=0.05, save_steps=0, logging_steps=50, report_to=[])
