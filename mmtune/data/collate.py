@@ -122,6 +122,7 @@ class SFTCollator:
         self.processor = processor
         self.max_length = max_length
         self._cache = _EncodingCache(cache_bytes) if cache_bytes > 0 else None
+        self._image_ids = _image_token_ids(processor)
 
     def __call__(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
         """The batch of ``samples``. With a cache, each sample is encoded once per collator (its
@@ -148,7 +149,6 @@ class SFTCollator:
         offsets = batch["offset_mapping"]
         replacements = batch.get("text_replacement_offsets") or [[] for _ in samples]
         layout = layout_of(self.processor)
-        image_ids = _image_token_ids(self.processor) if images else None
         data = {k: v for k, v in batch.items() if k not in _LABELING_KEYS}
         input_ids, attention = data["input_ids"], data["attention_mask"].bool()
         labels = torch.full_like(input_ids, IGNORE_INDEX)
@@ -169,8 +169,8 @@ class SFTCollator:
                 if r.get("type") in ("image", "video"):
                     s, e = r["new_span"]
                     labels[b, (starts >= s) & (ends <= e) & (ends > starts)] = IGNORE_INDEX
-            if image_ids is not None:
-                labels[b, torch.isin(input_ids[b], image_ids)] = IGNORE_INDEX
+            if images and self._image_ids is not None:
+                labels[b, torch.isin(input_ids[b], self._image_ids)] = IGNORE_INDEX
             if self.max_length is not None and lengths[b] > self.max_length:
                 lengths[b] = _cut_point(samples[b], starts, replacements[b], lengths[b], self.max_length)
                 attention[b, lengths[b]:] = False
